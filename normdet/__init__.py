@@ -1,0 +1,18 @@
+"""normdet: normalization layers for object detection (BN, SyncBN, GN, FRN, MABN, DN-B, DN-C, RBN).
+
+The layers in ``normdet.layers`` are plain PyTorch. When MMEngine/MMDetection are installed,
+importing normdet also registers them (see ``normdet.registry``).
+"""
+from .layers import DNB, DNC, FRN, MABN, RBN, CenConv2d
+
+__version__ = '0.1.0'
+__all__ = ['FRN', 'MABN', 'CenConv2d', 'DNB', 'DNC', 'RBN']
+
+try:
+    import mmdet  # noqa: F401
+except ImportError:  # layers stay usable without the OpenMMLab stack
+    pass
+else:
+    from . import registry  # noqa: F401
+    from .convert import convert_norm  # noqa: F401
+    __all__.append('convert_norm')

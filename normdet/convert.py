@@ -1,0 +1,104 @@
+"""Rewrite a whole MMDetection config to use one normalization everywhere it uses BN.
+
+    from mmengine.config import Config
+    from normdet import convert_norm
+    cfg = convert_norm(Config.fromfile('mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py'),
+                       'DNB')
+
+Every dict in ``cfg.model`` whose ``norm_cfg`` is a BN (backbone, neck, heads: wherever the base
+model normalizes; places without a norm are left without one) gets the new norm, plus the
+method's companions in that same component:
+- FRN: FRN+TLU replaces BN+activation, so ``act_cfg=None`` where the component takes an
+  ``act_cfg``. Components with hard-wired ReLUs (mmdet's ResNet) keep them: there TLU is followed
+  by ReLU, i.e. max(y, tau, 0). Components' internal linear (act-free) convs get TLU too, because
+  one ``norm_cfg`` serves the whole component.
+- MABN: ``conv_cfg=dict(type='CenConv')`` (weight-centralised convs), ``buffer_size`` =
+  target_batch // batch_per_gpu (32 // 2 = 16 as in the paper).
+- RBN: the optimizer rule (``RBNOptimWrapperConstructor``) and, with ``input_bn=True``, the
+  online input normalisation (``RBNDetDataPreprocessor`` with mean/std removed).
+- scratch training (``scratch=True``): ``norm_eval=False``, ``frozen_stages=-1`` and no
+  ``Pretrained`` init_cfg, for every norm including BN.
+The new norm's own defaults replace BN's eps/momentum (their meaning differs per method); BN and
+SyncBN keep the original arguments.
+"""
+import copy
+import inspect
+
+BN_TYPES = ('BN', 'BN2d', 'SyncBN', 'NaiveSyncBN')
+NORMS = ('BN', 'SyncBN', 'GN', 'FRN', 'MABN', 'DNB', 'DNC', 'RBN')
+
+
+def _accepts(component: dict, arg: str) -> bool:
+    """Whether the registered class named by ``component['type']`` takes ``arg``."""
+    if arg in component:
+        return True
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    cls = MODELS.get(component.get('type', '')) if isinstance(component.get('type'), str) else None
+    return cls is not None and arg in inspect.signature(cls.__init__).parameters
+
+
+def _walk(node, fn):
+    if isinstance(node, dict):
+        fn(node)
+        for value in node.values():
+            _walk(value, fn)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _walk(value, fn)
+
+
+def new_norm_cfg(norm: str, old: dict, *, num_groups: int = 32, buffer_size: int = 16) -> dict:
+    if norm not in NORMS:
+        raise ValueError(f'unknown norm {norm!r}; choose one of {", ".join(NORMS)}')
+    requires_grad = old.get('requires_grad', True)
+    if norm == 'BN':
+        return copy.deepcopy(dict(old))
+    if norm == 'SyncBN':
+        return dict(copy.deepcopy(dict(old)), type='SyncBN')
+    if norm == 'GN':
+        return dict(type='GN', num_groups=num_groups, requires_grad=requires_grad)
+    if norm == 'MABN':
+        return dict(type='MABN', buffer_size=buffer_size, requires_grad=requires_grad)
+    return dict(type=norm, requires_grad=requires_grad)
+
+
+def convert_norm(cfg, norm: str, *, batch_per_gpu: int = None, target_batch: int = 32,
+                 num_groups: int = 32, scratch: bool = True, input_bn: bool = True):
+    """Rewrite ``cfg`` (an mmengine Config or a dict with a ``model`` key) in place; returns it."""
+    if norm not in NORMS:
+        raise ValueError(f'unknown norm {norm!r}; choose one of {", ".join(NORMS)}')
+    if batch_per_gpu is None:
+        batch_per_gpu = (cfg.get('train_dataloader') or {}).get('batch_size', 2)
+    buffer_size = max(1, target_batch // batch_per_gpu)
+
+    def rewrite(component: dict):
+        old = component.get('norm_cfg')
+        if not (isinstance(old, dict) and old.get('type') in BN_TYPES):
+            return
+        component['norm_cfg'] = new_norm_cfg(norm, old, num_groups=num_groups,
+                                             buffer_size=buffer_size)
+        if norm == 'FRN' and _accepts(component, 'act_cfg'):
+            component['act_cfg'] = None
+        if norm == 'MABN' and _accepts(component, 'conv_cfg'):
+            component['conv_cfg'] = dict(type='CenConv')
+        if scratch:
+            if _accepts(component, 'norm_eval'):
+                component['norm_eval'] = False
+            if 'frozen_stages' in component:
+                component['frozen_stages'] = -1
+            init = component.get('init_cfg')
+            if isinstance(init, dict) and init.get('type') == 'Pretrained':
+                component['init_cfg'] = None
+
+    _walk(cfg['model'], rewrite)
+    if norm == 'RBN':
+        if 'optim_wrapper' in cfg:
+            cfg['optim_wrapper']['constructor'] = 'RBNOptimWrapperConstructor'
+            cfg['optim_wrapper'].setdefault('paramwise_cfg', {}).setdefault(
+                'norm_weight_lr_mult', 0.01)
+        pre = cfg['model'].get('data_preprocessor')
+        if input_bn and isinstance(pre, dict) and pre.get('type') == 'DetDataPreprocessor':
+            pre.update(type='RBNDetDataPreprocessor', mean=None, std=None, input_bn=True)
+    return cfg

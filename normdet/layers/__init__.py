@@ -1,0 +1,7 @@
+"""Plain-PyTorch normalization layers; usable without MMDetection."""
+from .dn import DNB, DNC
+from .frn import FRN
+from .mabn import MABN, CenConv2d
+from .rbn import RBN
+
+__all__ = ['FRN', 'MABN', 'CenConv2d', 'DNB', 'DNC', 'RBN']

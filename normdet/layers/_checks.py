@@ -1,0 +1,33 @@
+"""One-line input checks shared by the normalization layers; each error says what was expected
+and how to fix it."""
+import torch
+
+
+def check_input(layer, x: torch.Tensor) -> None:
+    """Raise if `x` is not a (N, C, H, W) tensor with the layer's channel count."""
+    name = type(layer).__name__
+    if x.dim() != 4:
+        raise ValueError(f'{name} expects a 4-D (N, C, H, W) input, got shape {tuple(x.shape)}; '
+                         'reshape it, or use a 1-D norm for (N, C) features')
+    if x.shape[1] != layer.num_features:
+        raise ValueError(f'{name} was built for {layer.num_features} channels but got an input '
+                         f'with {x.shape[1]} (shape {tuple(x.shape)}); build it with '
+                         f'num_features={x.shape[1]} or fix the preceding layer')
+
+
+def check_batch_stats(layer, x: torch.Tensor) -> None:
+    """Batch statistics need more than one value per channel in training."""
+    if layer.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+        raise ValueError(f'{type(layer).__name__} needs more than one value per channel to compute '
+                         f'batch statistics in training, got input shape {tuple(x.shape)} (a batch '
+                         'of 1 with 1x1 spatial size); use a batch of at least 2, call .eval(), '
+                         'or choose a batch-independent norm (GN, FRN)')
+
+
+def check_finite(layer, *stats: torch.Tensor) -> None:
+    """Refuse statistics that would poison running buffers (NaN/Inf input)."""
+    if not all(bool(torch.isfinite(s).all()) for s in stats):
+        raise FloatingPointError(
+            f'{type(layer).__name__} got non-finite (NaN/Inf) input in training; its running '
+            'statistics were left unchanged. The model has diverged before this layer: lower the '
+            'learning rate, add warm-up or gradient clipping, or train with fp32 instead of fp16')

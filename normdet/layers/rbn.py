@@ -1,0 +1,59 @@
+"""Revisited Batch Normalization (Davis & Frank; code osu-cvl/revisiting-bn).
+
+The layer is plain BN, y = gamma (x - mu) / sqrt(sigma2 + eps) + beta, with the scale initialised
+to a constant below 1 (``bn_weight``, 0.1 suggested) instead of 1. The paper's other two parts are
+not layers and live elsewhere in normdet:
+- optimizer rule: BN scale learning rate divided by c (100), no weight decay on norm parameters
+  and biases -> ``normdet.optim.RBNOptimWrapperConstructor``;
+- online input normalisation: a BN over the 3 input channels replacing the fixed dataset mean/std,
+  gamma initialised to bn_weight * 0.58, beta frozen at 0 -> ``normdet.preprocessor``.
+
+It is deliberately not a ``_BatchNorm`` subclass: MMDetection backbones re-initialise every
+``_BatchNorm`` weight to 1 in ``init_weights``, which would silently undo the paper's init.
+Training refuses non-finite input and leaves the running statistics unchanged when it does.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import check_batch_stats, check_finite, check_input
+
+
+class RBN(nn.Module):
+    _abbr_ = 'bn'
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 bn_weight: float = 0.1):
+        super().__init__()
+        self.num_features, self.eps, self.momentum, self.bn_weight = (
+            num_features, eps, momentum, bn_weight)
+        self.weight = nn.Parameter(torch.full((num_features,), float(bn_weight)))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer('running_mean', torch.zeros(num_features))
+        self.register_buffer('running_var', torch.ones(num_features))
+        self.register_buffer('num_batches_tracked', torch.zeros((), dtype=torch.long))
+
+    def reset_parameters(self) -> None:
+        nn.init.constant_(self.weight, self.bn_weight)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x)
+        check_batch_stats(self, x)
+        if not self.training:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                False, 0.0, self.eps)
+        saved = self.running_mean.clone(), self.running_var.clone()
+        y = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                         True, self.momentum, self.eps)
+        try:
+            check_finite(self, self.running_mean, self.running_var)
+        except FloatingPointError:
+            self.running_mean.copy_(saved[0])
+            self.running_var.copy_(saved[1])
+            raise
+        self.num_batches_tracked += 1
+        return y
+
+    def extra_repr(self) -> str:
+        return f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, bn_weight={self.bn_weight}'
