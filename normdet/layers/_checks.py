@@ -31,3 +31,8 @@ def check_finite(layer, *stats: torch.Tensor) -> None:
             f'{type(layer).__name__} got non-finite (NaN/Inf) input in training; its running '
             'statistics were left unchanged. The model has diverged before this layer: lower the '
             'learning rate, add warm-up or gradient clipping, or train with fp32 instead of fp16')
+
+
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """Statistics are computed in float32 for half inputs (bf16/fp16), in the input dtype otherwise."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x

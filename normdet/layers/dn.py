@@ -28,7 +28,7 @@ Statistics are computed in float32 and the output cast back to the input dtype.
 import torch
 from torch import nn
 
-from ._checks import check_batch_stats, check_finite, check_input
+from ._checks import check_batch_stats, check_finite, check_input, upcast
 
 
 class _DynamicNorm(nn.Module):
@@ -70,7 +70,7 @@ class _DynamicNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
         check_batch_stats(self, x)
-        x32 = x.float()
+        x32 = upcast(x)
         mean, var = self._batch_stats(x32)
         std = torch.sqrt(var + self.eps)
         shape = (1, -1, 1, 1)
@@ -80,7 +80,7 @@ class _DynamicNorm(nn.Module):
             s = torch.cat([s_mean, torch.sqrt(s_var + self.eps)], dim=1)  # (N, 2C)
         else:
             s = torch.cat([mean, std]).unsqueeze(0)  # (1, 2C)
-        dgamma, dbeta = self.sc(s).float().chunk(2, dim=1)
+        dgamma, dbeta = self.sc(s.to(self.sc[0].weight.dtype)).to(x32.dtype).chunk(2, dim=1)
         gamma = (self.weight + dgamma)[:, :, None, None]
         beta = (self.bias + dbeta)[:, :, None, None]
         return (gamma * x_hat + beta).to(x.dtype)

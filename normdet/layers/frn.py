@@ -19,7 +19,7 @@ Choices the paper leaves open, made here:
 import torch
 from torch import nn
 
-from ._checks import check_input
+from ._checks import check_input, upcast
 
 
 class FRN(nn.Module):
@@ -47,7 +47,7 @@ class FRN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
         shape = (1, -1, 1, 1)
-        x32 = x.float()
+        x32 = upcast(x)
         eps = self.eps if self.eps_l is None else self.eps + self.eps_l.abs()
         nu2 = x32.square().mean(dim=(2, 3), keepdim=True)
         y = x32 * torch.rsqrt(nu2 + eps) * self.weight.view(shape) + self.bias.view(shape)

@@ -35,7 +35,7 @@ dtype. If a training forward is not followed by a backward, B_gz simply keeps it
 import torch
 from torch import nn
 
-from ._checks import check_finite, check_input
+from ._checks import check_finite, check_input, upcast
 
 
 def _channel_mean(t: torch.Tensor) -> torch.Tensor:
@@ -49,7 +49,7 @@ class _MABNFunction(torch.autograd.Function):
         t = int(layer.iters) + 1
         slot = (t - 1) % layer.buffer_size
         warm = t <= layer.buffer_size or t < layer.warmup_iters
-        x32 = x.float()
+        x32 = upcast(x)
         x2 = _channel_mean(x32.square())
         check_finite(layer, x2)  # before any state changes
         layer.iters.fill_(t)
@@ -64,7 +64,7 @@ class _MABNFunction(torch.autograd.Function):
         shape = (1, -1, 1, 1)
         z = x32 / std.view(shape)
         rz = z * r.view(shape)
-        y = rz * weight.float().view(shape) + bias.float().view(shape)
+        y = rz * weight.to(x32.dtype).view(shape) + bias.to(x32.dtype).view(shape)
         ctx.save_for_backward(z, std, r, weight)
         ctx.layer, ctx.slot, ctx.warm, ctx.dtypes = layer, slot, warm, (x.dtype, weight.dtype)
         return y.to(x.dtype)
@@ -73,8 +73,8 @@ class _MABNFunction(torch.autograd.Function):
     def backward(ctx, dy):
         z, std, r, weight = ctx.saved_tensors
         layer, shape = ctx.layer, (1, -1, 1, 1)
-        dy32 = dy.float()
-        g = dy32 * (weight.float() * r).view(shape)
+        dy32 = upcast(dy)
+        g = dy32 * (weight.to(z.dtype) * r).view(shape)
         gz = _channel_mean(g * z)
         layer.gz_buffer[ctx.slot] = gz
         mean_gz = gz if ctx.warm else layer.gz_buffer.mean(dim=0)
@@ -110,7 +110,7 @@ class MABN(nn.Module):
         check_input(self, x)
         if not self.training:
             scale = self.weight * torch.rsqrt(self.running_var + self.eps)
-            y = x.float() * scale.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+            y = upcast(x) * scale.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
             return y.to(x.dtype)
         return _MABNFunction.apply(x, self.weight, self.bias, self)
 

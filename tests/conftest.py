@@ -1,0 +1,25 @@
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def randn(*shape, scale=1.0, shift=0.0, dtype=torch.float64):
+    return (torch.randn(*shape, dtype=dtype) * scale + shift).requires_grad_()
+
+
+def forward_backward(fn, x, params, dy):
+    """Run fn(x), backprop dy; return output and grads of x and params (detached)."""
+    for p in [x, *params]:
+        p.grad = None
+    y = fn(x)
+    y.backward(dy)
+    return y.detach(), [t.grad.detach().clone() for t in [x, *params]]
+
+
+def assert_close_all(got, want, **tol):
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, **tol)

@@ -1,0 +1,164 @@
+"""DN-B and DN-C against an independent float64 reference of the equations (module docstring)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import assert_close_all, forward_backward, randn
+from normdet.layers import DNB, DNC
+
+EPS = 1e-5
+
+
+def dn_reference(x, layer, mean=None, var=None):
+    """BN-normalise, then (gamma + dgamma) x_hat + (beta + dbeta) with (dgamma, dbeta) from an
+    SE-style MLP on per-sample (DN-B) or batch (DN-C) [mean, std]."""
+    C = x.shape[1]
+    M = x.shape[0] * x.shape[2] * x.shape[3]
+    if mean is None:
+        mean = x.sum(dim=(0, 2, 3)) / M
+        var = ((x - mean[None, :, None, None]) ** 2).sum(dim=(0, 2, 3)) / M
+    x_hat = (x - mean[None, :, None, None]) / torch.sqrt(var + EPS)[None, :, None, None]
+    if isinstance(layer, DNB):
+        hw = x.shape[2] * x.shape[3]
+        s_mean = x.sum(dim=(2, 3)) / hw
+        s_var = ((x - s_mean[:, :, None, None]) ** 2).sum(dim=(2, 3)) / hw
+        s = torch.cat([s_mean, torch.sqrt(s_var + EPS)], dim=1)
+    else:
+        s = torch.cat([mean, torch.sqrt(var + EPS)])[None]
+    fc1, fc2 = layer.sc[0], layer.sc[2]
+    h = torch.clamp(s @ fc1.weight.T + fc1.bias, min=0)
+    o = h @ fc2.weight.T + fc2.bias
+    gamma = layer.weight[None] + o[:, :C]
+    beta = layer.bias[None] + o[:, C:]
+    return gamma[:, :, None, None] * x_hat + beta[:, :, None, None]
+
+
+def make(cls, C=16):
+    layer = cls(C).double()
+    with torch.no_grad():  # a live SC module, so the dynamic part of the equation is tested
+        for p in layer.sc.parameters():
+            p.normal_(0, 0.3)
+        layer.weight.uniform_(0.5, 1.5)
+        layer.bias.uniform_(-0.5, 0.5)
+    return layer
+
+
+@pytest.mark.parametrize('cls', [DNB, DNC])
+@pytest.mark.parametrize('N', [1, 2])
+def test_train_matches_reference(cls, N):
+    layer = make(cls)
+    x = randn(N, 16, 4, 3, scale=2.0, shift=0.5)
+    dy = torch.randn(N, 16, 4, 3, dtype=torch.float64)
+    params = list(layer.parameters())
+    got = forward_backward(layer, x, params, dy)
+    want = forward_backward(lambda t: dn_reference(t, layer), x, params, dy)
+    assert_close_all([got[0], *got[1]], [want[0], *want[1]], rtol=1e-9, atol=1e-9)
+    M = N * 12
+    mean = x.detach().mean(dim=(0, 2, 3))
+    unbiased = x.detach().var(dim=(0, 2, 3), unbiased=True)
+    torch.testing.assert_close(layer.running_mean, 0.1 * mean)
+    torch.testing.assert_close(layer.running_var, 0.9 + 0.1 * unbiased)
+    assert M > 1 and int(layer.num_batches_tracked) == 1
+
+
+@pytest.mark.parametrize('cls', [DNB, DNC])
+@pytest.mark.parametrize('N', [1, 2])
+def test_eval_matches_reference(cls, N):
+    layer = make(cls)
+    with torch.no_grad():
+        layer.running_mean.uniform_(-1, 1)
+        layer.running_var.uniform_(0.5, 2)
+    layer.eval()
+    x = randn(N, 16, 4, 3, scale=2.0)
+    dy = torch.randn(N, 16, 4, 3, dtype=torch.float64)
+    params = list(layer.parameters())
+    got = forward_backward(layer, x, params, dy)
+    want = forward_backward(lambda t: dn_reference(t, layer, layer.running_mean,
+                                                   layer.running_var), x, params, dy)
+    assert_close_all([got[0], *got[1]], [want[0], *want[1]], rtol=1e-9, atol=1e-9)
+    before = layer.running_mean.clone()
+    layer(x)
+    assert torch.equal(layer.running_mean, before)
+
+
+def test_dnb_is_per_sample_and_dnc_batch_shared():
+    x = torch.randn(2, 16, 4, 4, dtype=torch.float64) * 3
+    b, c = make(DNB).eval(), make(DNC).eval()
+    # eval: DN-B's output for a sample does not depend on the other samples; nor does DN-C's
+    torch.testing.assert_close(b(x)[:1], b(x[:1]))
+    torch.testing.assert_close(c(x)[:1], c(x[:1]))
+    # DN-B's SC input differs per sample, so scale differs per sample even for equal x_hat
+    s = torch.stack([x[0], x[0] * 2])
+    y = b(s)
+    assert not torch.allclose(y[0], y[1] / 2)
+
+
+@pytest.mark.parametrize('cls', [DNB, DNC])
+def test_starts_as_exact_bn(cls):
+    layer, bn = cls(32), torch.nn.BatchNorm2d(32)
+    x = torch.randn(2, 32, 5, 5) * 3 + 1
+    torch.testing.assert_close(layer(x), bn(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(layer.running_var, bn.running_var)
+    torch.testing.assert_close(layer.eval()(x), bn.eval()(x), rtol=1e-5, atol=1e-5)
+    assert layer.sc[0].out_features == 8  # max(32 // 16, 8) hidden units
+
+
+@pytest.mark.parametrize('cls', [DNB, DNC])
+@pytest.mark.parametrize('train', [True, False])
+def test_gradcheck(cls, train):
+    layer = make(cls, C=4).train(train)
+    x = randn(2, 4, 3, 2)
+    params = tuple(layer.parameters())
+    if train:  # each call updates running stats; gradcheck only needs the function to be pure
+        layer.momentum = 0.0
+    assert torch.autograd.gradcheck(lambda x, *p: layer(x), (x, *params))
+
+
+@pytest.mark.parametrize('cls', [DNB, DNC])
+def test_autocast_bf16(cls):
+    layer = make(cls).float()
+    x = torch.randn(2, 16, 6, 6) * 2
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y = layer(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    with torch.no_grad():
+        want = dn_reference(x.bfloat16().double(), _double_copy(layer))
+    torch.testing.assert_close(y.double(), want, rtol=5e-2, atol=5e-2)
+
+
+def _double_copy(layer):
+    c = type(layer)(layer.num_features).double()
+    c.load_state_dict(layer.state_dict())
+    return c
+
+
+@pytest.mark.parametrize('cls', [DNB, DNC])
+def test_channels_last(cls):
+    a = make(cls)
+    b = _double_copy(a)
+    x = torch.randn(2, 16, 5, 3, dtype=torch.float64)
+    dy = torch.randn_like(x)
+    ra = forward_backward(a, x.clone().requires_grad_(), list(a.parameters()), dy)
+    rb = forward_backward(b, x.contiguous(memory_format=torch.channels_last).requires_grad_(),
+                          list(b.parameters()), dy.contiguous(memory_format=torch.channels_last))
+    assert_close_all([rb[0], *rb[1]], [ra[0], *ra[1]], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(a.running_var, b.running_var)
+
+
+@pytest.mark.parametrize('cls', [DNB, DNC])
+def test_bad_input(cls):
+    layer = cls(8)
+    with pytest.raises(ValueError, match='4-D'):
+        layer(torch.randn(2, 8))
+    with pytest.raises(ValueError, match='built for 8 channels'):
+        layer(torch.randn(2, 4, 3, 3))
+    with pytest.raises(ValueError, match='more than one value per channel'):
+        layer(torch.randn(1, 8, 1, 1))
+    layer.eval()(torch.randn(1, 8, 1, 1))  # eval uses running stats: fine
+    layer.train()
+    x = torch.randn(2, 8, 3, 3)
+    x[1, 2, 1, 1] = float('inf')
+    before = layer.running_var.clone()
+    with pytest.raises(FloatingPointError, match='non-finite'):
+        layer(x)
+    assert torch.equal(layer.running_var, before) and int(layer.num_batches_tracked) == 0

@@ -1,0 +1,190 @@
+"""MABN against an independent float64 reference of the paper's equations, over many iterations
+(warm-up, the renorm clamp, buffer wrap-around), plus CenConv2d and state/resume."""
+import pytest
+import torch
+
+from conftest import randn
+from normdet.layers import MABN, CenConv2d
+
+EPS = 1e-5
+
+
+class MABNReference:
+    """The equations of ../shared/methods.md, with plain Python histories instead of ring
+    buffers: var and mean_gz average the last `buffer_size` iterations' values."""
+
+    def __init__(self, C, buffer_size, warmup_iters, renorm_iters, r_max, momentum):
+        self.bs, self.warmup, self.renorm, self.r_max, self.m = (
+            buffer_size, warmup_iters, renorm_iters, r_max, momentum)
+        self.t, self.x2_hist, self.gz_hist = 0, [], []
+        self.running_var = torch.ones(C, dtype=torch.float64)
+
+    def step(self, x, w, b, dy):
+        c = lambda v: v[None, :, None, None]  # noqa: E731
+        self.t += 1
+        warm = self.t <= self.bs or self.t < self.warmup
+        M = x.shape[0] * x.shape[2] * x.shape[3]
+        self.x2_hist.append((x ** 2).sum(dim=(0, 2, 3)) / M)
+        var = self.x2_hist[-1] if warm else torch.stack(self.x2_hist[-self.bs:]).mean(0)
+        if self.t <= max(self.renorm, self.warmup):
+            r = torch.ones_like(var)
+        else:
+            r = torch.sqrt(var + EPS) / torch.sqrt(self.running_var + EPS)
+            r = torch.minimum(torch.maximum(r, torch.full_like(r, 1 / self.r_max)),
+                              torch.full_like(r, self.r_max))
+        self.running_var = self.m * self.running_var + (1 - self.m) * var
+        z = x / c(torch.sqrt(var + EPS))
+        y = c(w) * c(r) * z + c(b)
+        g = dy * c(w) * c(r)
+        self.gz_hist.append((g * z).sum(dim=(0, 2, 3)) / M)
+        mean_gz = self.gz_hist[-1] if warm else torch.stack(self.gz_hist[-self.bs:]).mean(0)
+        dx = (g - z * c(mean_gz)) / c(torch.sqrt(var + EPS))
+        dw = (dy * c(r) * z).sum(dim=(0, 2, 3))
+        db = dy.sum(dim=(0, 2, 3))
+        return y, dx, dw, db
+
+    def eval(self, x, w, b):
+        return (w[None, :, None, None] * x / torch.sqrt(self.running_var + EPS)[None, :, None, None]
+                + b[None, :, None, None])
+
+
+CFG = dict(buffer_size=3, warmup_iters=2, renorm_iters=5, r_max=1.5, momentum=0.9)
+
+
+def make_pair(C=4):
+    layer = MABN(C, **CFG).double()
+    with torch.no_grad():
+        layer.weight.uniform_(0.5, 1.5)
+        layer.bias.uniform_(-0.5, 0.5)
+    return layer, MABNReference(C, **CFG)
+
+
+def batch(it, N=2, C=4):
+    """Inputs whose scale changes over iterations so the moving averages and the clamp matter."""
+    g = torch.Generator().manual_seed(it)
+    scale = 0.3 + 2.5 * (it % 4)
+    x = torch.randn(N, C, 3, 5, dtype=torch.float64, generator=g) * scale + 0.2
+    return x.requires_grad_(), torch.randn(N, C, 3, 5, dtype=torch.float64, generator=g)
+
+
+def step_layer(layer, x, dy):
+    for p in (x, layer.weight, layer.bias):
+        p.grad = None
+    y = layer(x)
+    y.backward(dy)
+    return y.detach(), x.grad, layer.weight.grad.clone(), layer.bias.grad.clone()
+
+
+@pytest.mark.parametrize('N', [1, 2])
+def test_matches_reference_over_iterations(N):
+    layer, ref = make_pair()
+    w, b = layer.weight.detach(), layer.bias.detach()
+    for it in range(12):  # warm-up, buffer wrap-around (size 3), clamp after iteration 5
+        x, dy = batch(it, N=N)
+        got = step_layer(layer, x, dy)
+        want = ref.step(x.detach(), w, b, dy)
+        for g, wt, what in zip(got, want, ('y', 'dx', 'dweight', 'dbias')):
+            torch.testing.assert_close(g, wt, rtol=1e-10, atol=1e-10, msg=f'{what} at it {it}')
+        torch.testing.assert_close(layer.running_var, ref.running_var, rtol=1e-12, atol=1e-12)
+    assert int(layer.iters) == 12
+    x, _ = batch(99, N=N)
+    torch.testing.assert_close(layer.eval()(x), ref.eval(x.detach(), w, b), rtol=1e-10, atol=1e-10)
+
+
+def test_clamp_binds():
+    """The scenario above must exercise r != 1 and the clamp, or it tests nothing."""
+    layer, ref = make_pair()
+    rs = []
+    for it in range(12):
+        x, dy = batch(it)
+        ref.step(x.detach(), layer.weight.detach(), layer.bias.detach(), dy)
+        var = torch.stack(ref.x2_hist[-3:]).mean(0)
+        rs.append(torch.sqrt(var + EPS) / torch.sqrt(ref.running_var + EPS))
+    assert max(float(r.max()) for r in rs[5:]) > 1.5 or min(float(r.min()) for r in rs[5:]) < 1 / 1.5
+
+
+def test_warmup_backward_is_exact_gradient():
+    layer = MABN(3, warmup_iters=10 ** 6).double()
+    with torch.no_grad():
+        layer.weight.uniform_(0.5, 1.5)
+    x = randn(2, 3, 3, 2)
+    assert torch.autograd.gradcheck(lambda x, w, b: layer(x), (x, layer.weight, layer.bias))
+
+
+def test_buffers_and_counter_in_state_dict_and_resume_is_exact():
+    full, _ = make_pair()
+    half, _ = make_pair()
+    half.load_state_dict(full.state_dict())
+    for it in range(5):
+        step_layer(full, *batch(it))
+        step_layer(half, *batch(it))
+    sd = half.state_dict()
+    assert {'x2_buffer', 'gz_buffer', 'iters', 'running_var'} <= set(sd)
+    resumed = MABN(4, **CFG).double()
+    resumed.load_state_dict(sd)
+    for it in range(5, 12):
+        a, b = step_layer(full, *batch(it)), step_layer(resumed, *batch(it))
+        for u, v in zip(a, b):
+            torch.testing.assert_close(u, v, rtol=0, atol=0)
+    for k, v in full.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_autocast_bf16_and_float32_buffers():
+    layer = MABN(4)
+    x = torch.randn(2, 4, 6, 6) * 2
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y = layer(x.bfloat16())
+    assert y.dtype == torch.bfloat16 and layer.x2_buffer.dtype == torch.float32
+    xd = x.bfloat16().double()
+    want = xd / torch.sqrt((xd ** 2).mean(dim=(0, 2, 3)) + EPS)[None, :, None, None]
+    torch.testing.assert_close(y.double(), want, rtol=2e-2, atol=2e-2)
+    y.float().sum().backward()
+
+
+def test_channels_last():
+    a, _ = make_pair()
+    b, _ = make_pair()
+    b.load_state_dict(a.state_dict())
+    for it in range(6):
+        x, dy = batch(it)
+        xb = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+        ra = step_layer(a, x, dy)
+        rb = step_layer(b, xb, dy.contiguous(memory_format=torch.channels_last))
+        for u, v in zip(ra, rb):
+            torch.testing.assert_close(u, v, rtol=1e-12, atol=1e-12)
+
+
+def test_non_finite_input_leaves_state_untouched():
+    layer = MABN(4)
+    layer(torch.randn(2, 4, 3, 3)).sum().backward()
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    x = torch.randn(2, 4, 3, 3)
+    x[0, 1, 0, 0] = float('nan')
+    with pytest.raises(FloatingPointError, match='non-finite'):
+        layer(x)
+    for k, v in layer.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match='4-D'):
+        MABN(4)(torch.randn(4, 4, 4))
+    with pytest.raises(ValueError, match='built for 4 channels'):
+        MABN(4)(torch.randn(2, 8, 3, 3))
+    with pytest.raises(ValueError, match='buffer_size'):
+        MABN(4, buffer_size=0)
+
+
+def test_cenconv_centres_each_filter():
+    conv = CenConv2d(3, 5, 3, padding=1, bias=True).double()
+    x = randn(2, 3, 6, 6)
+    w = conv.weight.detach()
+    w_c = w - w.mean(dim=(1, 2, 3), keepdim=True)
+    want = torch.nn.functional.conv2d(x, w_c, conv.bias, padding=1)
+    torch.testing.assert_close(conv(x), want)
+    # a constant input sees zero-mean filters: the output is the bias alone (away from padding)
+    out = conv(torch.ones(1, 3, 6, 6, dtype=torch.float64))
+    torch.testing.assert_close(out[0, :, 2:4, 2:4],
+                               conv.bias.detach()[:, None, None].expand(5, 2, 2))
+    assert torch.autograd.gradcheck(lambda x, w, b: conv(x), (x, conv.weight, conv.bias))
