@@ -59,6 +59,8 @@ def new_norm_cfg(norm: str, old: dict, *, num_groups: int = 32, buffer_size: int
         return dict(copy.deepcopy(dict(old)), type='SyncBN')
     if norm == 'GN':
         return dict(type='GN', num_groups=num_groups, requires_grad=requires_grad)
+    if norm == 'FRN':  # explicit: mmcv's build_norm_layer would otherwise impose eps=1e-5
+        return dict(type='FRN', eps=1e-6, requires_grad=requires_grad)
     if norm == 'MABN':
         return dict(type='MABN', buffer_size=buffer_size, requires_grad=requires_grad)
     return dict(type=norm, requires_grad=requires_grad)

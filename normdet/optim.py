@@ -3,7 +3,7 @@
     optim_wrapper = dict(constructor='RBNOptimWrapperConstructor',
                          paramwise_cfg=dict(norm_weight_lr_mult=0.01))
 
-Every normalization layer's scale (``weight``) gets lr * norm_weight_lr_mult (1/c, c = 100 in the
+Every normalization layer's scale (``weight``; RBN's is named ``scale``) gets lr * norm_weight_lr_mult (1/c, c = 100 in the
 paper); normalization parameters and all biases get no weight decay. Normalization layers are
 torch/mmcv's (BN, SyncBN, GN, LN, IN) and normdet's (FRN, MABN, DN-B, DN-C, RBN); the SC module of
 DN-B/DN-C is an ordinary sub-network and keeps the base rule. Other ``paramwise_cfg`` keys
@@ -51,7 +51,7 @@ class RBNOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             p = group['params'][0]
             if any(k in names.get(id(p), '') for k in custom):
                 continue
-            if norm_params.get(id(p)) == 'weight':
+            if norm_params.get(id(p)) in ('weight', 'scale'):
                 group['lr'] = self.base_lr * self.norm_weight_lr_mult
             if self.base_wd is not None and (id(p) in norm_params
                                              or names.get(id(p), '').endswith('bias')):

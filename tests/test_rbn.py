@@ -17,10 +17,12 @@ def bn_reference(x, gamma, beta, mean=None, var=None):
     return gamma[None, :, None, None] * x_hat + beta[None, :, None, None]
 
 
-def test_scale_initialised_below_one():
+def test_scale_initialised_below_one_and_survives_mmcv_init():
     layer = RBN(5)
-    assert torch.equal(layer.weight, torch.full((5,), 0.1))
-    assert torch.equal(RBN(5, bn_weight=0.25).weight, torch.full((5,), 0.25))
+    constant_init = pytest.importorskip('mmengine.model.weight_init').constant_init
+    constant_init(layer, 1, bias=0)  # what mmcv's ConvModule.init_weights does to its norm
+    assert torch.equal(layer.scale, torch.full((5,), 0.1))
+    assert torch.equal(RBN(5, bn_weight=0.25).scale, torch.full((5,), 0.25))
     assert torch.equal(layer.bias, torch.zeros(5))
 
 
@@ -36,10 +38,10 @@ def test_matches_reference(N, train):
     layer.train(train)
     x = randn(N, 6, 4, 3, scale=2.0, shift=0.4)
     dy = torch.randn(N, 6, 4, 3, dtype=torch.float64)
-    params = [layer.weight, layer.bias]
+    params = [layer.scale, layer.bias]
     got = forward_backward(layer, x, params, dy)
-    ref = (lambda t: bn_reference(t, layer.weight, layer.bias)) if train else (
-        lambda t: bn_reference(t, layer.weight, layer.bias, rm, rv))
+    ref = (lambda t: bn_reference(t, layer.scale, layer.bias)) if train else (
+        lambda t: bn_reference(t, layer.scale, layer.bias, rm, rv))
     want = forward_backward(ref, x, params, dy)
     assert_close_all([got[0], *got[1]], [want[0], *want[1]], rtol=1e-10, atol=1e-10)
     if train:
@@ -54,7 +56,7 @@ def test_matches_reference(N, train):
 def test_gradcheck(train):
     layer = RBN(3, momentum=0.0).double().train(train)
     x = randn(2, 3, 3, 2)
-    assert torch.autograd.gradcheck(lambda x, w, b: layer(x), (x, layer.weight, layer.bias))
+    assert torch.autograd.gradcheck(lambda x, w, b: layer(x), (x, layer.scale, layer.bias))
 
 
 def test_autocast_bf16_and_channels_last():
@@ -62,15 +64,15 @@ def test_autocast_bf16_and_channels_last():
     x = torch.randn(2, 4, 5, 5) * 2
     with torch.autocast('cpu', dtype=torch.bfloat16):
         y = layer(x.bfloat16())
-    want = bn_reference(x.bfloat16().double(), layer.weight.double().detach(),
+    want = bn_reference(x.bfloat16().double(), layer.scale.double().detach(),
                         layer.bias.double().detach())
     torch.testing.assert_close(y.double(), want, rtol=2e-2, atol=2e-2)
     a, b = RBN(4).double(), RBN(4).double()
     xd = x.double()
     dy = torch.randn_like(xd)
-    ra = forward_backward(a, xd.clone().requires_grad_(), [a.weight, a.bias], dy)
+    ra = forward_backward(a, xd.clone().requires_grad_(), [a.scale, a.bias], dy)
     rb = forward_backward(b, xd.contiguous(memory_format=torch.channels_last).requires_grad_(),
-                          [b.weight, b.bias], dy.contiguous(memory_format=torch.channels_last))
+                          [b.scale, b.bias], dy.contiguous(memory_format=torch.channels_last))
     assert_close_all([rb[0], *rb[1]], [ra[0], *ra[1]], rtol=1e-10, atol=1e-10)
 
 

@@ -8,8 +8,10 @@ not layers and live elsewhere in normdet:
 - online input normalisation: a BN over the 3 input channels replacing the fixed dataset mean/std,
   gamma initialised to bn_weight * 0.58, beta frozen at 0 -> ``normdet.preprocessor``.
 
-It is deliberately not a ``_BatchNorm`` subclass: MMDetection backbones re-initialise every
-``_BatchNorm`` weight to 1 in ``init_weights``, which would silently undo the paper's init.
+Two deliberate differences from ``nn.BatchNorm2d`` keep the paper's init alive inside MMDetection,
+whose ``init_weights`` sets norm scales to 1 (mmengine's Constant init on every ``_BatchNorm``,
+mmcv's ``ConvModule.init_weights`` -> ``constant_init(norm, 1)`` on any module with a ``weight``):
+RBN is not a ``_BatchNorm`` subclass, and its scale parameter is named ``scale``, not ``weight``.
 Training refuses non-finite input and leaves the running statistics unchanged when it does.
 """
 import torch
@@ -27,24 +29,24 @@ class RBN(nn.Module):
         super().__init__()
         self.num_features, self.eps, self.momentum, self.bn_weight = (
             num_features, eps, momentum, bn_weight)
-        self.weight = nn.Parameter(torch.full((num_features,), float(bn_weight)))
+        self.scale = nn.Parameter(torch.full((num_features,), float(bn_weight)))
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.register_buffer('running_mean', torch.zeros(num_features))
         self.register_buffer('running_var', torch.ones(num_features))
         self.register_buffer('num_batches_tracked', torch.zeros((), dtype=torch.long))
 
     def reset_parameters(self) -> None:
-        nn.init.constant_(self.weight, self.bn_weight)
+        nn.init.constant_(self.scale, self.bn_weight)
         nn.init.zeros_(self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
         check_batch_stats(self, x)
         if not self.training:
-            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+            return F.batch_norm(x, self.running_mean, self.running_var, self.scale, self.bias,
                                 False, 0.0, self.eps)
         saved = self.running_mean.clone(), self.running_var.clone()
-        y = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+        y = F.batch_norm(x, self.running_mean, self.running_var, self.scale, self.bias,
                          True, self.momentum, self.eps)
         try:
             check_finite(self, self.running_mean, self.running_var)
