@@ -13,6 +13,6 @@ try:
 except ImportError:  # layers stay usable without the OpenMMLab stack
     pass
 else:
-    from . import registry  # noqa: F401
     from .convert import convert_norm  # noqa: F401
-    __all__.append('convert_norm')
+    from .registry import check_norm_types  # noqa: F401
+    __all__ += ['convert_norm', 'check_norm_types']

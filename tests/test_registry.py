@@ -23,11 +23,18 @@ def test_build_norm_layer(norm):
     assert not any(p.requires_grad for p in layer.parameters())
 
 
-def test_cenconv_and_unknown_name():
+def test_cenconv_conv_type():
     conv = build_conv_layer(dict(type='CenConv'), 3, 8, 3)
     assert isinstance(conv, normdet.CenConv2d)
-    with pytest.raises(KeyError, match='NoSuchNorm'):
-        build_norm_layer(dict(type='NoSuchNorm'), 8)
+
+
+def test_unknown_norm_in_config_is_a_clear_error():
+    # mmcv's own message for this is "Cannot find None in registry": check_norm_types names it
+    model = dict(type='RetinaNet', backbone=dict(type='ResNet', norm_cfg=dict(type='FRM')),
+                 bbox_head=dict(type='RetinaHead', norm_cfg=dict(type='GN', num_groups=32)))
+    with pytest.raises(ValueError, match=r"model.backbone.norm_cfg: unknown norm type 'FRM'.*FRN"):
+        normdet.check_norm_types(model)
+    normdet.check_norm_types(dict(backbone=dict(norm_cfg=dict(type='MABN'))))
 
 
 def _train_step(model, x):
@@ -67,7 +74,8 @@ def test_inside_ssd_and_retina_heads(norm):
         type='SSDHead', num_classes=3, in_channels=(16, 32), use_depthwise=True,
         norm_cfg=dict(type=norm), act_cfg=dict(type='ReLU6'),
         anchor_generator=dict(type='SSDAnchorGenerator', scale_major=False, input_size=64,
-                              strides=[16, 32], ratios=[[2], [2]], basesize_ratio_range=(0.2, 0.9)),
+                              strides=[16, 32], ratios=[[2], [2]], min_sizes=[16, 32],
+                              max_sizes=[32, 64]),
         bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.] * 4,
                         target_stds=[0.1, 0.1, 0.2, 0.2])))
     ssd.init_weights()
