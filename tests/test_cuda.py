@@ -20,11 +20,12 @@ def make(cls):
     return layer
 
 
-def run(layer, x, dy):
+def run(layer, x, dy, amp=False):
     x = x.clone().requires_grad_()
     layer.zero_grad()
-    y = layer(x)
-    y.backward(dy)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        y = layer(x)
+    y.backward(dy)  # outside autocast, as PyTorch recommends
     grads = [x.grad] + [p.grad for p in layer.parameters()]
     return [y.detach()] + [g.detach() for g in grads] + [b.detach() for b in layer.buffers()]
 
@@ -47,8 +48,7 @@ def test_cuda_matches_float64_cpu(cls, channels_last, amp):
         xd = x.float().cuda().contiguous(memory_format=fmt)
         dyd = dy.float().cuda().contiguous(memory_format=fmt)
         if amp:
-            with torch.autocast('cuda', dtype=torch.bfloat16):
-                got = run(dev, xd.bfloat16(), dyd.bfloat16())
+            got = run(dev, xd.bfloat16(), dyd.bfloat16(), amp=True)
         else:
             got = run(dev, xd, dyd)
         for g, w in zip(got, want):

@@ -23,7 +23,8 @@ Choices the paper's abstract leaves open, made here:
   module the running statistics, so eval output does not depend on the rest of the batch.
 - Running statistics follow torch BN: momentum 0.1 weighs the NEW value, running_var is updated
   with the unbiased batch variance.
-Statistics are computed in float32 and the output cast back to the input dtype.
+Statistics and the SC module run in float32 (autocast disabled for the SC module: it is tiny and its
+weight gradients lose too much in bf16); the output is cast back to the input dtype.
 """
 import torch
 from torch import nn
@@ -80,7 +81,8 @@ class _DynamicNorm(nn.Module):
             s = torch.cat([s_mean, torch.sqrt(s_var + self.eps)], dim=1)  # (N, 2C)
         else:
             s = torch.cat([mean, std]).unsqueeze(0)  # (1, 2C)
-        dgamma, dbeta = self.sc(s.to(self.sc[0].weight.dtype)).to(x32.dtype).chunk(2, dim=1)
+        with torch.autocast(x.device.type, enabled=False):  # tiny MLP: keep it in full precision
+            dgamma, dbeta = self.sc(s.to(self.sc[0].weight.dtype)).to(x32.dtype).chunk(2, dim=1)
         gamma = (self.weight + dgamma)[:, :, None, None]
         beta = (self.bias + dbeta)[:, :, None, None]
         return (gamma * x_hat + beta).to(x.dtype)

@@ -12,13 +12,14 @@ Two deliberate differences from ``nn.BatchNorm2d`` keep the paper's init alive i
 whose ``init_weights`` sets norm scales to 1 (mmengine's Constant init on every ``_BatchNorm``,
 mmcv's ``ConvModule.init_weights`` -> ``constant_init(norm, 1)`` on any module with a ``weight``):
 RBN is not a ``_BatchNorm`` subclass, and its scale parameter is named ``scale``, not ``weight``.
+bf16/fp16 inputs are normalised in float32 and cast back (as every normdet layer does).
 Training refuses non-finite input and leaves the running statistics unchanged when it does.
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_batch_stats, check_finite, check_input
+from ._checks import check_batch_stats, check_finite, check_input, upcast
 
 
 class RBN(nn.Module):
@@ -42,9 +43,10 @@ class RBN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
         check_batch_stats(self, x)
+        dtype, x = x.dtype, upcast(x)  # bf16/fp16: torch's BN kernels round per element
         if not self.training:
             return F.batch_norm(x, self.running_mean, self.running_var, self.scale, self.bias,
-                                False, 0.0, self.eps)
+                                False, 0.0, self.eps).to(dtype)
         saved = self.running_mean.clone(), self.running_var.clone()
         y = F.batch_norm(x, self.running_mean, self.running_var, self.scale, self.bias,
                          True, self.momentum, self.eps)
@@ -55,7 +57,7 @@ class RBN(nn.Module):
             self.running_var.copy_(saved[1])
             raise
         self.num_batches_tracked += 1
-        return y
+        return y.to(dtype)
 
     def extra_repr(self) -> str:
         return f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, bn_weight={self.bn_weight}'
