@@ -1,7 +1,10 @@
 """Shared helpers for the tests that use the real OpenMMLab stack."""
+import os.path as osp
+
 import normdet  # noqa: F401  (registers the layers)
 from mmdet.utils import register_all_modules
 from mmengine.config import Config
+from mmengine.utils import get_installed_path
 
 register_all_modules(init_default_scope=True)
 
@@ -15,4 +18,6 @@ PACKAGED = {
 
 
 def packaged(name: str) -> Config:
-    return Config.fromfile(PACKAGED[name])
+    """mmdet's packaged config (``Config.fromfile`` resolves ``mmdet::`` only inside ``_base_``)."""
+    rel = PACKAGED[name].split('::', 1)[1]
+    return Config.fromfile(osp.join(get_installed_path('mmdet'), '.mim', 'configs', rel))
