@@ -22,21 +22,27 @@ The new norm's own defaults replace BN's eps/momentum (their meaning differs per
 SyncBN keep the original arguments.
 """
 import copy
+import functools
 import inspect
 
 BN_TYPES = ('BN', 'BN2d', 'SyncBN', 'NaiveSyncBN')
 NORMS = ('BN', 'SyncBN', 'GN', 'FRN', 'MABN', 'DNB', 'DNC', 'RBN')
 
 
-def _accepts(component: dict, arg: str) -> bool:
-    """Whether the registered class named by ``component['type']`` takes ``arg``."""
-    if arg in component:
-        return True
+@functools.cache
+def _init_args(type_name: str) -> frozenset:
+    """The constructor arguments of the mmdet class registered as ``type_name``."""
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=False)
-    cls = MODELS.get(component.get('type', '')) if isinstance(component.get('type'), str) else None
-    return cls is not None and arg in inspect.signature(cls.__init__).parameters
+    cls = MODELS.get(type_name)
+    return frozenset(inspect.signature(cls.__init__).parameters) if cls else frozenset()
+
+
+def _accepts(component: dict, arg: str) -> bool:
+    """Whether the component's config has ``arg`` or its registered class takes it."""
+    t = component.get('type')
+    return arg in component or (isinstance(t, str) and arg in _init_args(t))
 
 
 def _walk(node, fn):

@@ -43,7 +43,7 @@ class RBNOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         custom = tuple(self.paramwise_cfg.get('custom_keys', {}))
         names = {id(p): n for n, p in module.named_parameters()}
         norm_params = {}
-        for mod_name, mod in module.named_modules():
+        for mod in module.modules():
             if is_norm_layer(mod):
                 for n, p in mod.named_parameters(recurse=False):
                     norm_params[id(p)] = n
