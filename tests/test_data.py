@@ -1,0 +1,92 @@
+"""The embedded synthetic COCO dataset and the dataset checks."""
+import contextlib
+import io
+import json
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from normdet.data import CLASSES, check_coco, ensure_synthetic_coco, generate_synthetic_coco
+
+SMALL = dict(num_train=12, num_val=4, image_size=(160, 192))
+
+
+@pytest.fixture(scope='module')
+def dataset(tmp_path_factory):
+    return ensure_synthetic_coco(str(tmp_path_factory.mktemp('syn')), **SMALL)
+
+
+def load(root, split='train'):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(osp.join(root, 'annotations', f'instances_{split}2017.json'))
+
+
+def test_deterministic(dataset, tmp_path):
+    again = generate_synthetic_coco(str(tmp_path), **SMALL)
+    for rel in ('annotations/instances_train2017.json', 'annotations/instances_val2017.json',
+                'train2017/000000000003.jpg', 'val2017/000000000001.jpg'):
+        with open(osp.join(dataset, rel), 'rb') as a, open(osp.join(again, rel), 'rb') as b:
+            assert a.read() == b.read(), rel
+
+
+def test_content(dataset):
+    coco = load(dataset)
+    assert [c['name'] for c in coco.loadCats(coco.getCatIds())] == list(CLASSES)
+    assert len(coco.imgs) == 12 and len(load(dataset, 'val').imgs) == 4
+    labels = {a['category_id'] for a in coco.anns.values()}
+    assert labels == {1, 2, 3, 4}
+    areas = np.array([a['area'] for a in coco.anns.values()])
+    assert areas.min() < 32 ** 2 and areas.max() > 96 ** 2 / 2  # small and large objects
+    overlapping = 0
+    for img_id in coco.imgs:
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=img_id))
+        for a in anns:
+            m = mask_utils.decode(a['segmentation'])
+            assert m.sum() == a['area']
+            ys, xs = np.nonzero(m)
+            assert a['bbox'] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+        boxes = np.array([a['bbox'] for a in anns])
+        ious = mask_utils.iou(boxes.tolist(), boxes.tolist(), [0] * len(anns))
+        overlapping += int((np.triu(ious, 1) > 0).sum())
+    assert overlapping > 0  # occlusion happens
+
+
+@pytest.mark.parametrize('iou_type', ['bbox', 'segm'])
+def test_ground_truth_scores_perfect_map(dataset, iou_type):
+    """The annotations are consistent for pycocotools: GT as detections gives AP 1.0."""
+    gt = load(dataset, 'val')
+    dets = [dict(image_id=a['image_id'], category_id=a['category_id'], bbox=a['bbox'],
+                 segmentation=a['segmentation'], score=1.0) for a in gt.anns.values()]
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev = COCOeval(gt, gt.loadRes(dets), iou_type)
+        ev.evaluate(), ev.accumulate(), ev.summarize()
+    assert ev.stats[0] == pytest.approx(1.0)
+
+
+def test_reused_when_complete(dataset):
+    path = osp.join(dataset, 'annotations', 'instances_train2017.json')
+    before = os.stat(path).st_mtime_ns
+    assert ensure_synthetic_coco(dataset, **SMALL) == dataset
+    assert os.stat(path).st_mtime_ns == before
+
+
+def test_check_coco_errors(dataset, tmp_path):
+    check_coco(dataset, 'annotations/instances_val2017.json', 'val2017/')
+    with pytest.raises(FileNotFoundError, match="dataset root '/no/such/coco' does not exist.*data_root="):
+        check_coco('/no/such/coco', 'annotations/instances_val2017.json', 'val2017/')
+    with pytest.raises(FileNotFoundError, match='annotation file .*instances_x.json.* not found'):
+        check_coco(dataset, 'annotations/instances_x.json', 'val2017/')
+    (tmp_path / 'annotations').mkdir()
+    (tmp_path / 'annotations' / 'broken.json').write_text('{"images": [')
+    with pytest.raises(ValueError, match='broken.json.* is not valid JSON'):
+        check_coco(str(tmp_path), 'annotations/broken.json', 'val2017/')
+    (tmp_path / 'annotations' / 'other.json').write_text(json.dumps(dict(images=[])))
+    with pytest.raises(ValueError, match='not in COCO format: it lacks annotations, categories'):
+        check_coco(str(tmp_path), 'annotations/other.json', 'val2017/')
+    with pytest.raises(FileNotFoundError, match='image folder'):
+        check_coco(dataset, 'annotations/instances_val2017.json', 'nowhere/')
