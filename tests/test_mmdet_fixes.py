@@ -1,0 +1,91 @@
+"""normdet's fixes for mmdet 3.3.0 + mmengine 0.10.7 under torch >= 2.6: mmengine checkpoints load
+with weights_only=True (and malicious ones still do not), and SSDLite can predict."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmdet.testing import demo_mm_inputs
+
+import normdet.mmdet_fixes
+from mm_utils import packaged
+
+MAKE_CHECKPOINT = textwrap.dedent('''
+    import sys, numpy as np, torch
+    from mmengine.logging import MessageHub
+    hub = MessageHub.get_instance('train')
+    for i in range(3):
+        hub.update_scalar('train/loss', np.float64(1.0 + i))
+        hub.update_scalar('train/lr', 0.01)
+    hub.update_info('iter', 3)
+    torch.save(dict(meta=dict(iter=3, seed=np.int64(7), dataset_meta=dict(classes=('a', 'b'))),
+                    state_dict=dict(w=torch.ones(2)), message_hub=hub.state_dict()), sys.argv[1])
+''')
+
+LOAD = textwrap.dedent('''
+    import sys, torch
+    if sys.argv[2] == 'normdet':
+        import normdet
+    from mmengine.runner import CheckpointLoader
+    ck = CheckpointLoader.load_checkpoint(sys.argv[1], map_location='cpu')  # torch.load default
+    print(ck['message_hub']['log_scalars']['train/loss'].mean(), int(ck['meta']['seed']))
+''')
+
+
+def python(code, *args):
+    return subprocess.run([sys.executable, '-c', code, *args], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(__file__)))
+
+
+def test_mmengine_checkpoint_loads_with_weights_only(tmp_path):
+    path = str(tmp_path / 'ckpt.pth')
+    assert python(MAKE_CHECKPOINT, path).returncode == 0
+    plain = python(LOAD, path, 'plain')  # the bug: stock stack cannot read its own checkpoint
+    assert plain.returncode != 0 and 'Weights only load failed' in plain.stderr
+    fixed = python(LOAD, path, 'normdet')
+    assert fixed.returncode == 0, fixed.stderr
+    assert fixed.stdout.strip().splitlines()[-1].split() == ['2.0', '7']
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}',))
+
+
+class _Getattr:
+    def __init__(self, obj, name):
+        self.obj, self.name = obj, name
+
+    def __reduce__(self):
+        return (getattr, (self.obj, self.name))
+
+
+def test_malicious_checkpoints_still_rejected(tmp_path):
+    evil = _RunsCode()
+    evil.marker = str(tmp_path / 'pwned')
+    torch.save(dict(state_dict={}, x=evil), tmp_path / 'evil.pth')
+    with pytest.raises(Exception, match='Weights only load failed'):
+        torch.load(tmp_path / 'evil.pth')
+    assert not os.path.exists(evil.marker)
+    from mmengine.logging import HistoryBuffer
+    import numpy as np
+    for obj, name in ((HistoryBuffer, '__init__'), (np.ndarray, 'mean')):
+        torch.save(dict(x=_Getattr(obj, name)), tmp_path / 'getattr.pth')
+        with pytest.raises(Exception, match=rf"getattr\(.*{obj.__name__}.*'{name}'\); normdet only"):
+            torch.load(tmp_path / 'getattr.pth')
+
+
+def test_ssdlite_predicts():
+    assert MODELS.get('SSDHead') is normdet.mmdet_fixes.SSDHead
+    cfg = packaged('ssdlite')
+    cfg.model.bbox_head.num_classes = 3
+    model = MODELS.build(cfg.model).eval()
+    packed = demo_mm_inputs(batch_size=1, image_shapes=[(3, 160, 160)], num_classes=3)
+    with torch.no_grad():
+        data = model.data_preprocessor(packed, False)
+        results = model(**data, mode='predict')  # AttributeError 'loss_cls' without the fix
+    inst = results[0].pred_instances
+    assert len(inst) > 0 and inst.bboxes.shape[1] == 4 and (inst.labels < 3).all()
