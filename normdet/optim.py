@@ -31,8 +31,6 @@ class RBNOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         # no decay on norm parameters and biases unless the user says otherwise
         paramwise_cfg.setdefault('norm_decay_mult', 0.)
         paramwise_cfg.setdefault('bias_decay_mult', 0.)
-        # a non-empty paramwise_cfg makes the base class build one group per parameter
-        paramwise_cfg.setdefault('bypass_duplicate', False)
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
 
     def add_params(self, params, module, prefix='', is_dcn_module=None):
@@ -53,6 +51,7 @@ class RBNOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 continue
             if norm_params.get(id(p)) in ('weight', 'scale'):
                 group['lr'] = self.base_lr * self.norm_weight_lr_mult
-            if self.base_wd is not None and (id(p) in norm_params
-                                             or names.get(id(p), '').endswith('bias')):
-                group['weight_decay'] = 0.
+            # mmengine's is_norm does not know normdet's layers: give them the norm decay rule too
+            # (biases are covered by the base class's bias_decay_mult)
+            if self.base_wd is not None and id(p) in norm_params:
+                group['weight_decay'] = self.base_wd * self.paramwise_cfg['norm_decay_mult']

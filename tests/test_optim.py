@@ -1,4 +1,5 @@
 """The Revisiting-BN optimizer rule and its input-normalisation data preprocessor."""
+import pytest
 import torch
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
@@ -26,6 +27,13 @@ def test_rbn_optimizer_rule():
         assert g['weight_decay'] == (0.0 if norm_param or n.endswith('bias') else 1e-4), n
     # the DN SC module's weights are ordinary weights
     assert by_param[id(model[3].sc[0].weight)]['weight_decay'] == 1e-4
+    # a user's norm_decay_mult is honoured, for normdet's norms too
+    ctor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+        type='RBNOptimWrapperConstructor', paramwise_cfg=dict(norm_decay_mult=0.5),
+        optim_wrapper_cfg=dict(optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-4))))
+    groups = {id(g['params'][0]): g for g in ctor(model).optimizer.param_groups}
+    for p in (model[1].scale, model[3].weight, model[4].weight):
+        assert groups[id(p)]['weight_decay'] == pytest.approx(0.5e-4)
 
 
 def test_rbn_input_bn_preprocessor():
