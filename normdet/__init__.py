@@ -14,6 +14,6 @@ except ImportError:  # layers stay usable without the OpenMMLab stack
     pass
 else:
     from . import mmdet_fixes  # noqa: F401  (checkpoint allow-list, SSDHead fix)
-    from .convert import convert_norm  # noqa: F401
-    from .registry import check_norm_types  # noqa: F401
+    from . import registry  # noqa: F401  (registers the layers)
+    from .convert import check_norm_types, convert_norm  # noqa: F401
     __all__ += ['convert_norm', 'check_norm_types']

@@ -45,19 +45,43 @@ def _accepts(component: dict, arg: str) -> bool:
     return arg in component or (isinstance(t, str) and arg in _init_args(t))
 
 
-def _walk(node, fn):
+def _walk(node, fn, path='model'):
+    """Call ``fn(d, path)`` on every dict ``d`` in a nested config, ``path`` naming where it is."""
     if isinstance(node, dict):
-        fn(node)
-        for value in node.values():
-            _walk(value, fn)
+        fn(node, path)
+        for key, value in node.items():
+            _walk(value, fn, f'{path}.{key}')
     elif isinstance(node, (list, tuple)):
-        for value in node:
-            _walk(value, fn)
+        for i, value in enumerate(node):
+            _walk(value, fn, f'{path}[{i}]')
+
+
+def check_norm_types(model_cfg) -> None:
+    """Raise a ValueError naming every ``norm_cfg`` whose type no registry knows, with the fix.
+
+    mmcv's build_norm_layer reports a typo as "Cannot find None in registry"; the tools call this
+    on the config before building the model."""
+    from mmdet.registry import MODELS
+
+    def check(component, path):
+        norm = component.get('norm_cfg')
+        if isinstance(norm, dict) and isinstance(norm.get('type'), str):
+            if MODELS.get(norm['type']) is None:
+                known = sorted({'BN', 'SyncBN', 'GN', 'LN', 'IN', *NORMS})
+                raise ValueError(f"{path}.norm_cfg: unknown norm type {norm['type']!r}; use one "
+                                 f"of {', '.join(known)} (normdet's are registered by "
+                                 "custom_imports=dict(imports=['normdet']))")
+
+    _walk(model_cfg, check)
+
+
+def _check_norm_name(norm: str) -> None:
+    if norm not in NORMS:
+        raise ValueError(f'unknown norm {norm!r}; choose one of {", ".join(NORMS)}')
 
 
 def new_norm_cfg(norm: str, old: dict, *, num_groups: int = 32, buffer_size: int = 16) -> dict:
-    if norm not in NORMS:
-        raise ValueError(f'unknown norm {norm!r}; choose one of {", ".join(NORMS)}')
+    _check_norm_name(norm)
     requires_grad = old.get('requires_grad', True)
     if norm == 'BN':
         return copy.deepcopy(dict(old))
@@ -75,13 +99,12 @@ def new_norm_cfg(norm: str, old: dict, *, num_groups: int = 32, buffer_size: int
 def convert_norm(cfg, norm: str, *, batch_per_gpu: int = None, target_batch: int = 32,
                  num_groups: int = 32, scratch: bool = True, input_bn: bool = True):
     """Rewrite ``cfg`` (an mmengine Config or a dict with a ``model`` key) in place; returns it."""
-    if norm not in NORMS:
-        raise ValueError(f'unknown norm {norm!r}; choose one of {", ".join(NORMS)}')
+    _check_norm_name(norm)
     if batch_per_gpu is None:
         batch_per_gpu = (cfg.get('train_dataloader') or {}).get('batch_size', 2)
     buffer_size = max(1, target_batch // batch_per_gpu)
 
-    def rewrite(component: dict):
+    def rewrite(component: dict, _path: str):
         old = component.get('norm_cfg')
         if not (isinstance(old, dict) and old.get('type') in BN_TYPES):
             return

@@ -3,8 +3,9 @@
     optim_wrapper = dict(constructor='RBNOptimWrapperConstructor',
                          paramwise_cfg=dict(norm_weight_lr_mult=0.01))
 
-Every normalization layer's scale (``weight``; RBN's is named ``scale``) gets lr * norm_weight_lr_mult (1/c, c = 100 in the
-paper); normalization parameters and all biases get no weight decay. Normalization layers are
+Every normalization layer's scale (``weight``; RBN's is named ``scale``) gets
+lr * norm_weight_lr_mult (1/c, c = 100 in the paper); normalization parameters and all biases get
+no weight decay by default (``norm_decay_mult`` / ``bias_decay_mult`` change that). Normalization layers are
 torch/mmcv's (BN, SyncBN, GN, LN, IN) and normdet's (FRN, MABN, DN-B, DN-C, RBN); the SC module of
 DN-B/DN-C is an ordinary sub-network and keeps the base rule. Other ``paramwise_cfg`` keys
 (custom_keys, ...) act as in MMEngine's default constructor, and custom keys take precedence.
