@@ -16,4 +16,7 @@ else:
     from . import mmdet_fixes  # noqa: F401  (checkpoint allow-list, SSDHead fix)
     from . import registry  # noqa: F401  (registers the layers)
     from .convert import check_norm_types, convert_norm  # noqa: F401
-    __all__ += ['convert_norm', 'check_norm_types']
+    from .evaluation import NormDetCocoMetric  # noqa: F401  (registers the metric)
+    from .runner import NormDetRunner, NormDetStateHook, prepare_config  # noqa: F401
+    __all__ += ['convert_norm', 'check_norm_types', 'prepare_config', 'NormDetRunner',
+                'NormDetStateHook', 'NormDetCocoMetric']

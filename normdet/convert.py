@@ -25,6 +25,8 @@ import copy
 import functools
 import inspect
 
+from .errors import ConfigError
+
 BN_TYPES = ('BN', 'BN2d', 'SyncBN', 'NaiveSyncBN')
 NORMS = ('BN', 'SyncBN', 'GN', 'FRN', 'MABN', 'DNB', 'DNC', 'RBN')
 
@@ -57,7 +59,7 @@ def _walk(node, fn, path='model'):
 
 
 def check_norm_types(model_cfg) -> None:
-    """Raise a ValueError naming every ``norm_cfg`` whose type no registry knows, with the fix.
+    """Raise a ConfigError (a ValueError) naming every ``norm_cfg`` whose type no registry knows, with the fix.
 
     mmcv's build_norm_layer reports a typo as "Cannot find None in registry"; the tools call this
     on the config before building the model."""
@@ -68,7 +70,7 @@ def check_norm_types(model_cfg) -> None:
         if isinstance(norm, dict) and isinstance(norm.get('type'), str):
             if MODELS.get(norm['type']) is None:
                 known = sorted({'BN', 'SyncBN', 'GN', 'LN', 'IN', *NORMS})
-                raise ValueError(f"{path}.norm_cfg: unknown norm type {norm['type']!r}; use one "
+                raise ConfigError(f"{path}.norm_cfg: unknown norm type {norm['type']!r}; use one "
                                  f"of {', '.join(known)} (normdet's are registered by "
                                  "custom_imports=dict(imports=['normdet']))")
 
@@ -77,12 +79,19 @@ def check_norm_types(model_cfg) -> None:
 
 def _check_norm_name(norm: str) -> None:
     if norm not in NORMS:
-        raise ValueError(f'unknown norm {norm!r}; choose one of {", ".join(NORMS)}')
+        raise ConfigError(f'unknown norm {norm!r}; choose one of {", ".join(NORMS)}')
 
 
-def new_norm_cfg(norm: str, old: dict, *, num_groups: int = 32, buffer_size: int = 16) -> dict:
+SYNCABLE = ('MABN', 'DNB', 'DNC', 'RBN')
+
+
+def new_norm_cfg(norm: str, old: dict, *, num_groups: int = 32, buffer_size: int = 16,
+                 sync_stats: bool = False) -> dict:
     _check_norm_name(norm)
     requires_grad = old.get('requires_grad', True)
+    if sync_stats and norm in SYNCABLE:
+        return dict(new_norm_cfg(norm, old, num_groups=num_groups, buffer_size=buffer_size),
+                    sync_stats=True)
     if norm == 'BN':
         return copy.deepcopy(dict(old))
     if norm == 'SyncBN':
@@ -97,8 +106,12 @@ def new_norm_cfg(norm: str, old: dict, *, num_groups: int = 32, buffer_size: int
 
 
 def convert_norm(cfg, norm: str, *, batch_per_gpu: int = None, target_batch: int = 32,
-                 num_groups: int = 32, scratch: bool = True, input_bn: bool = True):
-    """Rewrite ``cfg`` (an mmengine Config or a dict with a ``model`` key) in place; returns it."""
+                 num_groups: int = 32, scratch: bool = True, input_bn: bool = True,
+                 sync_stats: bool = False):
+    """Rewrite ``cfg`` (an mmengine Config or a dict with a ``model`` key) in place; returns it.
+
+    ``sync_stats=True`` makes MABN, DN-B, DN-C and RBN reduce their batch statistics over all
+    processes (see each layer); BN/GN/FRN ignore it (use SyncBN for synced BN)."""
     _check_norm_name(norm)
     if batch_per_gpu is None:
         batch_per_gpu = (cfg.get('train_dataloader') or {}).get('batch_size', 2)
@@ -109,7 +122,7 @@ def convert_norm(cfg, norm: str, *, batch_per_gpu: int = None, target_batch: int
         if not (isinstance(old, dict) and old.get('type') in BN_TYPES):
             return
         component['norm_cfg'] = new_norm_cfg(norm, old, num_groups=num_groups,
-                                             buffer_size=buffer_size)
+                                             buffer_size=buffer_size, sync_stats=sync_stats)
         if norm == 'FRN' and _accepts(component, 'act_cfg'):
             component['act_cfg'] = None
         if norm == 'MABN' and _accepts(component, 'conv_cfg'):

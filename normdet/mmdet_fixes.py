@@ -6,16 +6,25 @@
    able to run code), the exact types mmengine stores are allow-listed. ``HistoryBuffer`` pickles
    its statistics methods through ``getattr``; the name ``builtins.getattr`` is mapped to a
    restricted getattr that resolves only those methods.
-2. ``SSDHead`` never sets ``loss_cls``, which ``BaseDenseHead._predict_by_feat_single`` reads, so
+2. Checkpoints are not written atomically: mmengine's ``LocalBackend.put`` opens the final path and
+   writes into it, so a crash (or a full disk) mid-save leaves a truncated ``epoch_N.pth`` that
+   ``last_checkpoint`` may already name, and ``--resume`` then fails. ``put`` and ``put_text``
+   write to a temporary file in the same folder, fsync it and ``os.replace`` it over the target:
+   a reader sees the old file or the complete new one, never a partial one.
+3. ``SSDHead`` never sets ``loss_cls``, which ``BaseDenseHead._predict_by_feat_single`` reads, so
    SSDLite validation fails with AttributeError. The registered ``SSDHead`` is replaced by a
    subclass that sets ``loss_cls = None`` (softmax scores, as SSD intends); nothing else changes.
 """
+import os
+import os.path as osp
 import pickle
+import tempfile
 
 import numpy as np
 import torch
 from mmdet.models.dense_heads import SSDHead as _MMDetSSDHead
 from mmdet.registry import MODELS as MMDET_MODELS
+from mmengine.fileio.backends.local_backend import LocalBackend
 from mmengine.logging import HistoryBuffer
 
 
@@ -43,6 +52,41 @@ MMENGINE_CHECKPOINT_GLOBALS = [
 def allow_mmengine_checkpoints() -> None:
     """Let ``torch.load(weights_only=True)`` read mmengine checkpoints (and nothing more)."""
     torch.serialization.add_safe_globals(MMENGINE_CHECKPOINT_GLOBALS)
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write(path: str, data) -> None:
+    """Write ``data`` (bytes or str) to ``path`` so that it is either absent/old or complete."""
+    path = os.fspath(path)
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data.encode('utf-8') if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _atomic_put(self, obj: bytes, filepath) -> None:
+    atomic_write(filepath, obj)
+
+
+def _atomic_put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
+    atomic_write(filepath, obj.encode(encoding))
+
+
+LocalBackend.put = _atomic_put
+LocalBackend.put_text = _atomic_put_text
 
 
 class SSDHead(_MMDetSSDHead):

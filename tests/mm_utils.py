@@ -21,3 +21,60 @@ def packaged(name: str) -> Config:
     """mmdet's packaged config (``Config.fromfile`` resolves ``mmdet::`` only inside ``_base_``)."""
     rel = PACKAGED[name].split('::', 1)[1]
     return Config.fromfile(osp.join(get_installed_path('mmdet'), '.mim', 'configs', rel))
+
+
+# --- the detection workflow (tools/train.py, tools/test.py) -----------------------------------
+import importlib.util  # noqa: E402
+import itertools  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DETECTORS = ('ssdlite', 'retinanet_r50_fpn', 'mask_rcnn_r50_fpn')
+_count = itertools.count()
+
+
+def config_path(detector: str, norm: str) -> str:
+    return osp.join(REPO, 'configs', f'{detector}_{norm.lower()}.py')
+
+
+def tool(name: str):
+    """tools/<name>.py as a module, to call its main(argv) in this process."""
+    spec = importlib.util.spec_from_file_location(f'normdet_tool_{name}',
+                                                  osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pipeline_resizes(prefix: str, pipeline, size: int):
+    for i, t in enumerate(pipeline):
+        if t.get('type') == 'Resize':
+            yield f'{prefix}.pipeline.{i}.scale=({size},{size})'
+
+
+def small_options(config: str, data_root: str, size: int = 128, epochs: int = 1) -> list:
+    """--cfg-options that shrink a config for CPU tests: image size, epochs, workers; the code
+    path is the config's own. A unique experiment name keeps in-process runs apart."""
+    cfg = Config.fromfile(config)
+    name = f'test{next(_count)}_{osp.basename(config)[:-3]}'
+    opts = [f'data_root={data_root}', f'train_cfg.max_epochs={epochs}', 'train_dataloader.batch_size=2',
+            f'train_cfg.val_interval={epochs + 1}', f'experiment_name={name}',
+            f'visualizer.name={name}', 'default_hooks.logger.interval=1']
+    train = 'train_dataloader.dataset'
+    dataset = cfg.train_dataloader.dataset
+    if dataset.type == 'RepeatDataset':  # SSDLite: one pass over the data per epoch
+        opts.append(f'{train}.times=1')
+        train, dataset = train + '.dataset', dataset.dataset
+    opts += list(_pipeline_resizes(train, dataset.pipeline, size))
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        opts += [f'{loader}.num_workers=0', f'{loader}.persistent_workers=False']
+    for loader in ('val_dataloader', 'test_dataloader'):
+        opts += list(_pipeline_resizes(f'{loader}.dataset', cfg[loader].dataset.pipeline, size))
+    return opts
+
+
+def run_cli(*args, env=None, timeout=900):
+    """Run a command as a user would (a new process); returns CompletedProcess with text output."""
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)

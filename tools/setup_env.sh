@@ -16,11 +16,14 @@ TORCH_PIN="torch==2.14.1 torchvision==0.29.1"
 MMCV_PIN="mmcv==2.1.0"
 STACK_PINS="mmengine==0.10.7 mmdet==3.3.0 pycocotools==2.0.11 numpy<2.5 opencv-python-headless matplotlib scipy pytest pytest-timeout"
 BUILD_PINS="setuptools==69.5.1 wheel ninja"
-PINS="$($PY -c 'import sys;print(sys.version_info[:2])') | $TORCH_PIN | $MMCV_PIN c++20 ops | $STACK_PINS | $BUILD_PINS"
-KEY=$(printf '%s' "$PINS" | sha256sum | cut -c1-12)
+PYVER=$($PY -c 'import sys;print(sys.version_info[:2])' 2>/dev/null || echo none)
+# The mmcv wheel depends only on Python, torch, mmcv and the build tools: it has its own key, so a
+# change to the other pins rebuilds the venv in minutes without recompiling mmcv.
+MMCV_KEY=$(printf '%s' "$PYVER | $TORCH_PIN | $MMCV_PIN c++20 ops | $BUILD_PINS" | sha256sum | cut -c1-12)
+KEY=$(printf '%s' "$PYVER | $TORCH_PIN | $MMCV_PIN c++20 ops | $STACK_PINS | $BUILD_PINS" | sha256sum | cut -c1-12)
 CACHE=${NORMDET_CACHE:-$HOME/.cache/normdet}
 VENV=$CACHE/env-$KEY
-WHEELS=$CACHE/wheels-$KEY
+WHEELS=$CACHE/mmcv-wheel-$MMCV_KEY
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 if [ "${1:-}" = "--print-venv" ]; then echo "$VENV"; exit 0; fi

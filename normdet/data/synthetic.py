@@ -11,6 +11,8 @@ COCO sense) and position. Later objects occlude earlier ones: an object's mask a
 *visible* part, and objects less than 30 % visible are dropped. Masks are stored as compressed RLE.
 Everything follows from the seed: the same arguments give byte-identical files.
 """
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -19,6 +21,8 @@ import os.path as osp
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from ..errors import DataError, DataNotFoundError
 
 CLASSES = ('circle', 'square', 'triangle', 'star')
 VERSION = 1
@@ -99,42 +103,69 @@ def ensure_synthetic_coco(root: str = None, **kwargs) -> str:
     """Generate the dataset on first use, or reuse it when it was made with the same arguments.
 
     ``root`` defaults to ``$NORMDET_SYNTHETIC_DATA`` or ``data/synthetic_coco`` in the current
-    directory."""
+    directory. Safe to call from several processes at once (the ranks of a distributed run): a
+    file lock lets one of them generate while the others wait."""
     root = root or os.environ.get('NORMDET_SYNTHETIC_DATA', osp.join('data', 'synthetic_coco'))
     key = hashlib.sha256(json.dumps([VERSION, sorted(kwargs.items())]).encode()).hexdigest()[:16]
     stamp = osp.join(root, '.complete')
-    if osp.isfile(stamp) and open(stamp).read() == key:
-        return root
-    generate_synthetic_coco(root, **kwargs)
-    with open(stamp, 'w') as f:  # written last: an interrupted generation is redone
-        f.write(key)
+    os.makedirs(root, exist_ok=True)
+    with open(osp.join(root, '.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (osp.isfile(stamp) and open(stamp).read() == key):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(stamp)
+            generate_synthetic_coco(root, **kwargs)
+            with open(stamp, 'w') as f:  # written last: an interrupted generation is redone
+                f.write(key)
     return root
 
 
-def check_coco(data_root: str, ann_file: str, img_dir: str) -> None:
+# Annotation files larger than this (COCO's train2017 is 448 MB) get a structural check only; the
+# dataset parses them anyway, and parsing twice would double start-up time and memory.
+FULL_CHECK_BYTES = 256 * 2 ** 20
+
+
+def check_coco(data_root: str, ann_file: str, img_dir: str):
     """Raise a clear error when a COCO-format dataset is missing or its annotation file is broken.
 
-    Paths are relative to ``data_root`` (as in mmdet's dataset configs)."""
+    Paths are relative to ``data_root`` (as in mmdet's dataset configs). Returns the annotation
+    file's categories sorted by id, or None for a file too large to parse twice."""
     if not osp.isdir(data_root):
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             f'dataset root {data_root!r} does not exist: point the config at your COCO copy with '
             "--cfg-options data_root=/path/to/coco/ (it must hold annotations/ and train2017/, "
-            'val2017/), or leave data_root unset to use the embedded synthetic dataset')
+            'val2017/) or set NORMDET_DATA_ROOT, or leave both unset to use the embedded '
+            'synthetic dataset')
     ann_path = osp.join(data_root, ann_file)
     if not osp.isfile(ann_path):
-        raise FileNotFoundError(f'annotation file {ann_path!r} not found: COCO keeps it at '
+        raise DataNotFoundError(f'annotation file {ann_path!r} not found: COCO keeps it at '
                                 f'{osp.join(data_root, "annotations", "instances_val2017.json")}'
                                 ' (and train2017); check data_root and ann_file')
+    if not osp.isdir(osp.join(data_root, img_dir)):
+        raise DataNotFoundError(f'image folder {osp.join(data_root, img_dir)!r} not found; '
+                                'check data_root and data_prefix')
+    if osp.getsize(ann_path) > FULL_CHECK_BYTES:
+        with open(ann_path, 'rb') as f:
+            head = f.read(4096).lstrip()
+            f.seek(-4096, os.SEEK_END)
+            tail = f.read().rstrip()
+        if not (head.startswith(b'{') and tail.endswith(b'}')):
+            raise DataError(f'annotation file {ann_path!r} is truncated or not JSON (it does not '
+                             'start with "{" and end with "}"); re-download or re-generate it')
+        return None
     try:
         with open(ann_path) as f:
             ann = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f'annotation file {ann_path!r} is not valid JSON ({e}); re-download or '
+        raise DataError(f'annotation file {ann_path!r} is not valid JSON ({e}); re-download or '
                          're-generate it') from e
-    missing = [k for k in ('images', 'annotations', 'categories') if k not in ann]
+    missing = ['a top-level object'] if not isinstance(ann, dict) else [
+        k for k in ('images', 'annotations', 'categories') if k not in ann]
     if missing:
-        raise ValueError(f'annotation file {ann_path!r} is not in COCO format: it lacks '
-                         f'{", ".join(missing)}; use instances_*.json files')
-    if not osp.isdir(osp.join(data_root, img_dir)):
-        raise FileNotFoundError(f'image folder {osp.join(data_root, img_dir)!r} not found; '
-                                'check data_root and data_prefix')
+        raise DataError(f'annotation file {ann_path!r} is not in COCO format: it lacks '
+                         f'{", ".join(missing)}; use instances_*.json '
+                         'files')
+    if not ann['categories']:
+        raise DataError(f'annotation file {ann_path!r} has no categories; a COCO file lists its '
+                         'classes under "categories"')
+    return sorted(ann['categories'], key=lambda c: c['id'])

@@ -3,5 +3,6 @@ from .dn import DNB, DNC
 from .frn import FRN
 from .mabn import MABN, CenConv2d
 from .rbn import RBN
+from .sync_bn import SyncBatchNorm
 
-__all__ = ['FRN', 'MABN', 'CenConv2d', 'DNB', 'DNC', 'RBN']
+__all__ = ['FRN', 'MABN', 'CenConv2d', 'DNB', 'DNC', 'RBN', 'SyncBatchNorm']

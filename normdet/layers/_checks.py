@@ -15,9 +15,10 @@ def check_input(layer, x: torch.Tensor) -> None:
                          f'num_features={x.shape[1]} or fix the preceding layer')
 
 
-def check_batch_stats(layer, x: torch.Tensor) -> None:
-    """Batch statistics need more than one value per channel in training."""
-    if layer.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+def check_batch_stats(layer, x: torch.Tensor, processes: int = 1) -> None:
+    """Batch statistics (over ``processes`` when synced) need more than one value per channel in
+    training."""
+    if layer.training and x.shape[0] * x.shape[2] * x.shape[3] * processes == 1:
         raise ValueError(f'{type(layer).__name__} needs more than one value per channel to compute '
                          f'batch statistics in training, got input shape {tuple(x.shape)} (a batch '
                          'of 1 with 1x1 spatial size); use a batch of at least 2, call .eval(), '

@@ -23,6 +23,9 @@ Choices the paper's abstract leaves open, made here:
   module the running statistics, so eval output does not depend on the rest of the batch.
 - Running statistics follow torch BN: momentum 0.1 weighs the NEW value, running_var is updated
   with the unbiased batch variance.
+- ``sync_stats=True`` reduces the BATCH statistics (mu, sigma2: the normalisation, and DN-C's SC
+  input) over all processes, like SyncBN; DN-B's SC input stays per sample (it has no batch
+  dependence to share). Default False: per-GPU statistics, as the paper trained.
 Statistics and the SC module run in float32 (autocast disabled for the SC module: it is tiny and its
 weight gradients lose too much in bf16); the output is cast back to the input dtype.
 """
@@ -30,15 +33,17 @@ import torch
 from torch import nn
 
 from ._checks import check_batch_stats, check_finite, check_input, upcast
+from ._dist import batch_mean_var, sync_world_size, update_running_stats
 
 
 class _DynamicNorm(nn.Module):
     per_sample: bool  # DN-B: SC input per sample; DN-C: batch statistics
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
-                 reduction: int = 16, min_hidden: int = 8):
+                 reduction: int = 16, min_hidden: int = 8, sync_stats: bool = False):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.sync_stats = sync_stats
         hidden = max(num_features // reduction, min_hidden)
         self.weight = nn.Parameter(torch.ones(num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
@@ -58,19 +63,14 @@ class _DynamicNorm(nn.Module):
     def _batch_stats(self, x32: torch.Tensor):
         if not self.training:
             return self.running_mean, self.running_var
-        mean = x32.mean(dim=(0, 2, 3))
-        var = x32.var(dim=(0, 2, 3), unbiased=False)
+        mean, var, n = batch_mean_var(x32, self.sync_stats)
         check_finite(self, mean, var)
-        with torch.no_grad():
-            n = x32.numel() // x32.shape[1]
-            self.running_mean.lerp_(mean, self.momentum)
-            self.running_var.lerp_(var * n / max(n - 1, 1), self.momentum)
-            self.num_batches_tracked += 1
+        update_running_stats(self, mean, var, n)
         return mean, var
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
-        check_batch_stats(self, x)
+        check_batch_stats(self, x, sync_world_size(self.sync_stats))
         x32 = upcast(x)
         mean, var = self._batch_stats(x32)
         std = torch.sqrt(var + self.eps)
@@ -88,7 +88,8 @@ class _DynamicNorm(nn.Module):
         return (gamma * x_hat + beta).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f'{self.num_features}, eps={self.eps}, momentum={self.momentum}'
+        return (f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, '
+                f'sync_stats={self.sync_stats}')
 
 
 class DNB(_DynamicNorm):

@@ -31,15 +31,17 @@ iteration counter are buffers, so they are saved in ``state_dict`` and restored 
 Interpretation: the official code hard-codes the 1000-iteration renorm delay; here it is the
 ``renorm_iters`` argument with that default. Statistics are kept in float32 whatever the input
 dtype. If a training forward is not followed by a backward, B_gz simply keeps its older entries.
+
+``sync_stats=True`` reduces both moving-average inputs over all processes: x2_t in the forward and
+gz_t in the backward (so every process holds the same ring buffers and running_var); the default,
+False, keeps them per GPU as the paper did (its point is that moving averages over iterations make
+cross-GPU reduction unnecessary).
 """
 import torch
 from torch import nn
 
 from ._checks import check_finite, check_input, upcast
-
-
-def _channel_mean(t: torch.Tensor) -> torch.Tensor:
-    return t.mean(dim=(0, 2, 3))
+from ._dist import channel_mean_no_grad
 
 
 class _MABNFunction(torch.autograd.Function):
@@ -50,7 +52,7 @@ class _MABNFunction(torch.autograd.Function):
         slot = (t - 1) % layer.buffer_size
         warm = t <= layer.buffer_size or t < layer.warmup_iters
         x32 = upcast(x)
-        x2 = _channel_mean(x32.square())
+        x2 = channel_mean_no_grad(x32.square(), layer.sync_stats)
         check_finite(layer, x2)  # before any state changes
         layer.iters.fill_(t)
         layer.x2_buffer[slot] = x2
@@ -75,7 +77,7 @@ class _MABNFunction(torch.autograd.Function):
         layer, shape = ctx.layer, (1, -1, 1, 1)
         dy32 = upcast(dy)
         g = dy32 * (weight.to(z.dtype) * r).view(shape)
-        gz = _channel_mean(g * z)
+        gz = channel_mean_no_grad(g * z, layer.sync_stats)
         layer.gz_buffer[ctx.slot] = gz
         mean_gz = gz if ctx.warm else layer.gz_buffer.mean(dim=0)
         dx = (g - z * mean_gz.view(shape)) / std.view(shape)
@@ -91,7 +93,7 @@ class MABN(nn.Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.98,
                  warmup_iters: int = 100, buffer_size: int = 16, renorm_iters: int = 1000,
-                 r_max: float = 5.0):
+                 r_max: float = 5.0, sync_stats: bool = False):
         super().__init__()
         if buffer_size < 1:
             raise ValueError(f'MABN buffer_size must be >= 1, got {buffer_size}; use target batch '
@@ -99,6 +101,7 @@ class MABN(nn.Module):
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.warmup_iters, self.buffer_size = warmup_iters, buffer_size
         self.renorm_iters, self.r_max = renorm_iters, r_max
+        self.sync_stats = sync_stats
         self.weight = nn.Parameter(torch.ones(num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.register_buffer('running_var', torch.ones(num_features))
@@ -117,7 +120,8 @@ class MABN(nn.Module):
     def extra_repr(self) -> str:
         return (f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, '
                 f'warmup_iters={self.warmup_iters}, buffer_size={self.buffer_size}, '
-                f'renorm_iters={self.renorm_iters}, r_max={self.r_max}')
+                f'renorm_iters={self.renorm_iters}, r_max={self.r_max}, '
+                f'sync_stats={self.sync_stats}')
 
 
 class CenConv2d(nn.Conv2d):

@@ -13,6 +13,8 @@ whose ``init_weights`` sets norm scales to 1 (mmengine's Constant init on every 
 mmcv's ``ConvModule.init_weights`` -> ``constant_init(norm, 1)`` on any module with a ``weight``):
 RBN is not a ``_BatchNorm`` subclass, and its scale parameter is named ``scale``, not ``weight``.
 bf16/fp16 inputs are normalised in float32 and cast back (as every normdet layer does).
+``sync_stats=True`` reduces the batch statistics over all processes (like SyncBN, on any backend);
+the default, False, keeps per-GPU statistics as the paper did.
 Training refuses non-finite input and leaves the running statistics unchanged when it does.
 """
 import torch
@@ -20,16 +22,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_batch_stats, check_finite, check_input, upcast
+from ._dist import batch_mean_var, sync_world_size, update_running_stats
 
 
 class RBN(nn.Module):
     _abbr_ = 'bn'
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
-                 bn_weight: float = 0.1):
+                 bn_weight: float = 0.1, sync_stats: bool = False):
         super().__init__()
         self.num_features, self.eps, self.momentum, self.bn_weight = (
             num_features, eps, momentum, bn_weight)
+        self.sync_stats = sync_stats
         self.scale = nn.Parameter(torch.full((num_features,), float(bn_weight)))
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.register_buffer('running_mean', torch.zeros(num_features))
@@ -42,11 +46,19 @@ class RBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
-        check_batch_stats(self, x)
+        processes = sync_world_size(self.sync_stats)
+        check_batch_stats(self, x, processes)
         dtype, x = x.dtype, upcast(x)  # bf16/fp16: torch's BN kernels round per element
         if not self.training:
             return F.batch_norm(x, self.running_mean, self.running_var, self.scale, self.bias,
                                 False, 0.0, self.eps).to(dtype)
+        if processes > 1:
+            mean, var, n = batch_mean_var(x, sync_stats=True)
+            check_finite(self, mean, var)
+            update_running_stats(self, mean, var, n)
+            shape = (1, -1, 1, 1)
+            y = (x - mean.view(shape)) * torch.rsqrt(var + self.eps).view(shape)
+            return (y * self.scale.view(shape) + self.bias.view(shape)).to(dtype)
         saved = self.running_mean.clone(), self.running_var.clone()
         y = F.batch_norm(x, self.running_mean, self.running_var, self.scale, self.bias,
                          True, self.momentum, self.eps)
@@ -60,4 +72,5 @@ class RBN(nn.Module):
         return y.to(dtype)
 
     def extra_repr(self) -> str:
-        return f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, bn_weight={self.bn_weight}'
+        return (f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, '
+                f'bn_weight={self.bn_weight}, sync_stats={self.sync_stats}')

@@ -1,0 +1,11 @@
+# RetinaNet R50-FPN from scratch, 2x schedule (MABN's detection setting), 2 images per GPU.
+# mmdet's RetinaNet normalizes only in the backbone (its FPN and head have no norm), so that is
+# where the chosen norm goes.
+_base_ = ['mmdet::retinanet/retinanet_r50_fpn_2x_coco.py', './normdet_runtime.py']
+
+data_root = None  # None: $NORMDET_DATA_ROOT or the embedded synthetic dataset
+train_dataloader = dict(batch_size=2, persistent_workers=False)  # exact --resume
+val_evaluator = dict(type='NormDetCocoMetric')
+test_evaluator = val_evaluator
+# lr 0.01 is for 16 images (8 GPUs x 2); it is scaled linearly to the real total batch
+auto_scale_lr = dict(enable=True, base_batch_size=16)

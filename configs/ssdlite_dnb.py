@@ -1,0 +1,3 @@
+# DN-B (Liu et al. 2021): BN whose scale and shift an SC module generates per sample and channel.
+_base_ = './_base_/ssdlite.py'
+norm = 'DNB'

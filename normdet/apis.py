@@ -1,0 +1,103 @@
+"""What tools/train.py and tools/test.py share: load a config with MMDetection's command-line
+conventions, build its runner, evaluate and write the report.
+
+Kept out of the scripts so that tests and notebooks call the same code:
+
+    cfg = load_config('configs/ssdlite_dnb.py', cfg_options={'train_cfg.max_epochs': 1})
+    runner = build_runner(cfg)
+    runner.train()
+    metrics, paths = evaluate(runner)
+"""
+import datetime
+import os
+import os.path as osp
+
+import torch
+from mmengine.config import Config
+from mmengine.dist import is_main_process
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from .errors import ConfigError
+from .evaluation import NormDetCocoMetric
+from .report import build_report, write_report
+from .runner import NormDetStateHook, prepare_config
+
+
+def load_config(path: str, cfg_options: dict = None, work_dir: str = None,
+                launcher: str = 'none') -> Config:
+    """The config at ``path`` with ``--cfg-options`` merged and the work dir decided as mmdet
+    does: command line > config > work_dirs/<config name>."""
+    if not osp.isfile(path):
+        raise ConfigError(f'config {path!r} not found; the configs are in configs/, e.g. '
+                                'configs/ssdlite_dnb.py')
+    cfg = Config.fromfile(path)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir:
+        cfg.work_dir = work_dir
+    elif not cfg.get('work_dir'):
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
+    if launcher != 'none' and not torch.cuda.is_available():
+        init_cpu_distributed(cfg)
+    if cfg.get('runner_type') == 'NormDetRunner':
+        prepare_config(cfg)  # here rather than in the runner, so data errors surface plainly
+    return cfg
+
+
+def init_cpu_distributed(cfg) -> None:
+    """Distributed training without GPUs (gloo): MMEngine's launcher calls torch.cuda.set_device
+    and wraps the model for one GPU per process, which fails on a CPU-only machine. Initialise the
+    process group here (MMEngine then skips its own) and wrap the model for CPU."""
+    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    dist_cfg['backend'] = 'gloo'
+    if cfg.launcher == 'slurm' and 'RANK' not in os.environ:
+        raise ConfigError('--launcher slurm without GPUs: run through tools/slurm_train.sh')
+    if not torch.distributed.is_initialized():
+        timeout = datetime.timedelta(seconds=dist_cfg.get('timeout', 1800))
+        torch.distributed.init_process_group(backend='gloo', timeout=timeout)
+    cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
+                                 broadcast_buffers=False,
+                                 find_unused_parameters=cfg.get('find_unused_parameters', False))
+
+
+def build_runner(cfg) -> Runner:
+    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+
+
+def _find(items, cls):
+    return next((i for i in items if isinstance(i, cls)), None)
+
+
+def last_checkpoint(work_dir: str):
+    path = osp.join(work_dir, 'last_checkpoint')
+    return open(path).read().strip() if osp.isfile(path) else None
+
+
+def evaluate(runner: Runner, checkpoint: str = None, train_world_size: int = None):
+    """Run the test loop (loading ``cfg.load_from`` first when set) and write the report into the
+    work dir; ``checkpoint`` is what the report names (default: the work dir's last checkpoint),
+    ``train_world_size`` the number of training processes (default: read from the checkpoint).
+    Returns (metrics, (json_path, md_path)); the paths are None except on rank 0."""
+    metrics = runner.test()
+    metric = _find(runner.test_evaluator.metrics, NormDetCocoMetric)
+    state = _find(runner.hooks, NormDetStateHook)
+    loaded = (state.loaded if state else None) or {}
+    train_world = train_world_size or loaded.get('world_size')
+    if not is_main_process():
+        return metrics, (None, None)
+    report = build_report(runner.cfg, metrics, metric.details if metric else {},
+                          checkpoint=checkpoint or last_checkpoint(runner.work_dir),
+                          data=runner.cfg.get('normdet_data'), train_world_size=train_world)
+    return metrics, write_report(runner.work_dir, report)
+
+
+def summary_line(metrics: dict) -> str:
+    parts = []
+    for task in ('bbox', 'segm'):
+        if f'coco/{task}_mAP' in metrics:
+            ap = [100 * metrics.get(f'coco/{task}_{k}', float('nan'))
+                  for k in ('mAP', 'mAP_50', 'mAP_75')]
+            parts.append(f'{task} AP {ap[0]:.1f} (AP50 {ap[1]:.1f}, AP75 {ap[2]:.1f})')
+    return '; '.join(parts) or str(metrics)

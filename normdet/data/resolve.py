@@ -1,0 +1,96 @@
+"""Point a detection config at its dataset: the embedded synthetic one or a COCO-format copy.
+
+The data root is chosen, first match wins:
+
+1. ``data_root`` in the config or on the command line (``--cfg-options data_root=/path/to/coco/``);
+2. the environment variable ``NORMDET_DATA_ROOT``;
+3. the embedded synthetic dataset, generated on first use (``normdet.data.ensure_synthetic_coco``,
+   into ``$NORMDET_SYNTHETIC_DATA`` or ``data/synthetic_coco``). ``data_root='synthetic'`` forces it.
+
+Every dataset of the train/val/test dataloaders (wrappers such as ``RepeatDataset`` included) gets
+that root, is checked (``check_coco``: a missing path or a broken annotation file is a clear
+error), and gets the classes its annotation file declares; the heads get the matching
+``num_classes`` and the COCO evaluators the dataset's own annotation file. So one config trains on
+the 4-class synthetic data or on the 80 COCO classes without edits.
+"""
+import os
+import os.path as osp
+
+from ..errors import DataError
+from .synthetic import check_coco, ensure_synthetic_coco
+
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def data_root_of(cfg) -> tuple:
+    """(root, source) where source is 'config', 'env' or 'synthetic'; generates synthetic data."""
+    root = cfg.get('data_root')
+    if root == 'synthetic':
+        return ensure_synthetic_coco(), 'synthetic'
+    if root:
+        return root, 'config'
+    if os.environ.get('NORMDET_DATA_ROOT'):
+        return os.environ['NORMDET_DATA_ROOT'], 'env'
+    return ensure_synthetic_coco(), 'synthetic'
+
+
+def _datasets(node):
+    """The leaf dataset configs (those with an ``ann_file``) inside a dataset config."""
+    if isinstance(node, dict):
+        if 'ann_file' in node:
+            yield node
+        for key in ('dataset', 'datasets'):
+            yield from _datasets(node.get(key))
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            yield from _datasets(item)
+
+
+def _set_num_classes(node, n: int, path: str = 'model') -> None:
+    if isinstance(node, dict):
+        if 'num_classes' in node and 'rpn_head' not in path:
+            node['num_classes'] = n
+        for key, value in node.items():
+            _set_num_classes(value, n, f'{path}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _set_num_classes(value, n, path)
+
+
+def resolve_data(cfg) -> dict:
+    """Rewrite ``cfg`` in place as described in the module docstring; returns a summary dict
+    (root, source, classes, ann_file of the evaluated split) for logs and reports."""
+    root, source = data_root_of(cfg)
+    cfg['data_root'] = root
+    found, evaluated = {}, None  # classes -> annotation files declaring them
+    for loader in LOADERS:
+        if not cfg.get(loader):
+            continue
+        for ds in _datasets(cfg[loader].get('dataset')):
+            ds['data_root'] = root
+            img_dir = (ds.get('data_prefix') or {}).get('img', '')
+            cats = check_coco(root, ds['ann_file'], img_dir)
+            if cats is not None:
+                found.setdefault(tuple(c['name'] for c in cats), set()).add(ds['ann_file'])
+            if loader != 'train_dataloader':
+                evaluated = evaluated or ds['ann_file']
+    if len(found) > 1:
+        raise DataError(f'the annotation files under {root!r} disagree on the classes: '
+                         + '; '.join(f'{sorted(files)}: {list(c)}' for c, files in found.items())
+                         + '; use train and val files of the same dataset')
+    if not found:
+        raise DataError(f'no annotation file small enough to read the classes from under {root!r}; '
+                         "set metainfo=dict(classes=(...)) on the datasets")
+    classes = next(iter(found))
+    for loader in LOADERS:
+        if cfg.get(loader):
+            for ds in _datasets(cfg[loader].get('dataset')):
+                ds['metainfo'] = dict(ds.get('metainfo') or {}, classes=classes)
+    _set_num_classes(cfg['model'], len(classes))
+    for key, loader in (('val_evaluator', 'val_dataloader'), ('test_evaluator', 'test_dataloader')):
+        evaluators = cfg.get(key)
+        leaf = next(_datasets(cfg[loader].get('dataset')), None) if cfg.get(loader) else None
+        for ev in (evaluators if isinstance(evaluators, (list, tuple)) else [evaluators]):
+            if isinstance(ev, dict) and 'ann_file' in ev and leaf is not None:
+                ev['ann_file'] = osp.join(root, leaf['ann_file'])
+    return dict(root=root, source=source, classes=classes, ann_file=evaluated)

@@ -1,0 +1,60 @@
+"""Batch statistics over every process of a distributed run, for the layers' ``sync_stats`` option.
+
+With ``sync_stats=True`` and an initialised process group of more than one process, the per-channel
+statistics over (N, H, W) are reduced over all processes, as SyncBN does: P processes with batch
+B normalise exactly like one process with batch P*B. Without a process group (or with one
+process) they are the local ones, so the same layer runs anywhere. The reductions are
+differentiable (torch.distributed.nn's all_reduce: its backward all-reduces the gradient), so the
+input gradient includes every process's dependence on the shared statistics, as SyncBN's does.
+Works with any backend, gloo on CPU included.
+"""
+import torch
+import torch.distributed as dist
+
+DIMS = (0, 2, 3)
+
+
+def sync_world_size(sync_stats: bool) -> int:
+    """The number of processes the statistics are reduced over (1: local statistics)."""
+    if sync_stats and dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Differentiable sum over processes."""
+    from torch.distributed.nn.functional import all_reduce
+    return all_reduce(t)
+
+
+def batch_mean_var(x: torch.Tensor, sync_stats: bool = False):
+    """Per-channel mean, biased variance and element count of ``x`` (N, C, H, W) over (N, H, W),
+    over all processes when ``sync_stats``; the count is a tensor. Two passes (mean, then the
+    squared deviations) rather than E[x^2] - E[x]^2, which cancels badly in float32."""
+    if sync_world_size(sync_stats) == 1:
+        var, mean = torch.var_mean(x, dim=DIMS, unbiased=False)
+        return mean, var, x.new_tensor(float(x.numel() // x.shape[1]))
+    local = torch.cat([x.sum(DIMS), x.new_tensor([float(x.numel() // x.shape[1])])])
+    total = all_reduce_sum(local)
+    n = total[-1].detach()
+    mean = total[:-1] / n
+    var = all_reduce_sum((x - mean.view(1, -1, 1, 1)).square().sum(DIMS)) / n
+    return mean, var, n
+
+
+def channel_mean_no_grad(t: torch.Tensor, sync_stats: bool = False) -> torch.Tensor:
+    """Per-channel mean over (N, H, W), over all processes when ``sync_stats``; no autograd (for
+    MABN's custom forward and backward, which manage their gradients themselves)."""
+    if sync_world_size(sync_stats) == 1:
+        return t.mean(dim=DIMS)
+    local = torch.cat([t.sum(DIMS), t.new_tensor([float(t.numel() // t.shape[1])])])
+    dist.all_reduce(local)
+    return local[:-1] / local[-1]
+
+
+@torch.no_grad()
+def update_running_stats(layer, mean: torch.Tensor, var: torch.Tensor, n: torch.Tensor) -> None:
+    """torch BN's rule: momentum weighs the NEW value; running_var gets the unbiased variance."""
+    layer.running_mean.lerp_(mean.detach(), layer.momentum)
+    layer.running_var.lerp_(var.detach() * n / (n - 1).clamp(min=1), layer.momentum)
+    layer.num_batches_tracked += 1
