@@ -38,6 +38,7 @@ def build_report(cfg, metrics: dict, details: dict, *, checkpoint=None, data=Non
         config=cfg.filename, model=describe_model(cfg.model), norm=cfg.get('norm', 'BN'),
         batch=dict(per_gpu=per_gpu, gpus=train_world_size,
                    total=per_gpu * train_world_size if per_gpu and train_world_size else None),
+        seed=(cfg.get('randomness') or {}).get('seed'),
         checkpoint=checkpoint, date=time.strftime('%Y-%m-%d %H:%M:%S'),
         dataset=dict(data_root=data.get('root'), source=data.get('source'),
                      ann_file=data.get('ann_file'), classes=list(data.get('classes') or [])),

@@ -1,0 +1,150 @@
+"""Fold eval-mode normalizations into the convolution before them, for inference.
+
+In eval mode BN, SyncBN, RBN and MABN are a per-channel affine map y = s * x + t:
+
+    BN / SyncBN / RBN   s = gamma / sqrt(running_var + eps)   t = beta - running_mean * s
+    MABN                s = gamma / sqrt(running_var + eps)   t = beta          (no mean)
+
+so conv -> norm becomes one conv with weight W * s (per output channel) and bias b * s + t, and
+the norm an ``nn.Identity``. A weight-centralised ``CenConv2d`` first becomes a plain ``nn.Conv2d``
+holding its centred weight W - mean(W) (centring commutes with the per-channel scale), so the
+centring costs nothing at inference either, whether or not a norm follows.
+
+Not folded, because no identity allows it: FRN (x * rsqrt(mean(x^2)) is per sample and invariant
+to the conv's scale, so its affine cannot move into the conv before it; with TLU after it, not
+into the conv after either), GN (per-sample statistics), DN-B/DN-C (input-dependent affine).
+
+Pairs are found as mmcv's ``fuse_conv_bn`` finds them: a norm folds into the convolution
+registered right before it in the same parent module (mmcv's ConvModule with conv before norm,
+mmdet's ResNet blocks, ``nn.Sequential``), with matching channels. ``fold_norms`` returns the
+number of folds; tests/test_fuse.py checks output equality on SSDLite, RetinaNet and Mask R-CNN.
+"""
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .layers import MABN, RBN, CenConv2d
+
+
+def affine_of(norm) -> tuple:
+    """(s, t) with norm(x) == s * x + t per channel, in eval mode."""
+    if isinstance(norm, MABN):
+        s = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+        return s, norm.bias
+    mean, var = norm.running_mean, norm.running_var
+    gamma = norm.scale if isinstance(norm, RBN) else norm.weight
+    s = torch.rsqrt(var + norm.eps)
+    if gamma is not None:
+        s = s * gamma
+    t = -mean * s
+    return s, (t + norm.bias if norm.bias is not None else t)
+
+
+def _foldable(norm) -> bool:
+    if isinstance(norm, _BatchNorm):
+        return norm.track_running_stats and norm.running_var is not None
+    return isinstance(norm, (RBN, MABN))
+
+
+@torch.no_grad()
+def plain_conv(conv: nn.Conv2d, scale=None, shift=None) -> nn.Conv2d:
+    """A plain Conv2d computing ``scale * conv(x) + shift`` (CenConv2d's centring included)."""
+    w = conv.weight
+    if isinstance(conv, CenConv2d):
+        w = w - w.mean(dim=(1, 2, 3), keepdim=True)
+    b = conv.bias if conv.bias is not None else torch.zeros_like(w[:, 0, 0, 0])
+    if scale is not None:
+        w, b = w * scale.view(-1, 1, 1, 1), b * scale + shift
+    new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                    conv.padding, conv.dilation, conv.groups, bias=True,
+                    padding_mode=conv.padding_mode, device=w.device, dtype=w.dtype)
+    new.weight.copy_(w)
+    new.bias.copy_(b)
+    return new
+
+
+def _norm_runs_after_conv(parent) -> bool:
+    order = getattr(parent, 'order', None)  # mmcv ConvModule
+    return not (isinstance(order, tuple) and 'norm' in order and 'conv' in order
+                and order.index('norm') < order.index('conv'))
+
+
+@torch.no_grad()
+def fold_norms(model: nn.Module) -> int:
+    """Fold every eval-mode BN/SyncBN/RBN/MABN into its preceding conv, in place; returns how many.
+    Raises if a foldable norm is in training mode (its output then depends on the batch)."""
+    training = [n for n, m in model.named_modules() if _foldable(m) and m.training]
+    if training:
+        raise ValueError(f'fold_norms needs eval mode; call model.eval() first ({training[0]} is '
+                         'training)')
+    folded = 0
+    for parent in list(model.modules()):
+        prev = None  # (name, conv) registered just before
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Conv2d):
+                prev = (name, child)
+            elif (prev is not None and _foldable(child) and _norm_runs_after_conv(parent)
+                  and prev[1].out_channels == child.num_features):
+                setattr(parent, prev[0], plain_conv(prev[1], *affine_of(child)))
+                setattr(parent, name, nn.Identity())
+                folded, prev = folded + 1, None
+            else:
+                prev = None
+    for parent in list(model.modules()):  # centred convs without a norm after them
+        for name, child in list(parent.named_children()):
+            if isinstance(child, CenConv2d):
+                setattr(parent, name, plain_conv(child))
+    return folded
+
+
+# --- whole detectors: build, fold and check, save and load (tools/deploy.py) --------------------
+
+def _flat(outs) -> list:
+    if isinstance(outs, torch.Tensor):
+        return [outs]
+    return [t for o in (outs or []) for t in _flat(o)] if isinstance(outs, (list, tuple)) else []
+
+
+def build_model(cfg, checkpoint=None, device='cpu'):
+    """The detector of a (prepared) config in eval mode, with ``checkpoint``'s weights."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.runner import load_checkpoint
+    register_all_modules(init_default_scope=True)
+    model = MODELS.build(cfg.model)
+    if checkpoint:
+        load_checkpoint(model, checkpoint, map_location='cpu')
+    else:
+        model.init_weights()
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def fold_and_check(model, x: torch.Tensor) -> dict:
+    """Fold ``model`` in place and compare its raw outputs on ``x`` before and after."""
+    before = _flat(model._forward(x))
+    folded = fold_norms(model)
+    after = _flat(model._forward(x))
+    diff = max(((a - b).abs().max() / b.abs().max().clamp(min=1e-12)).item()
+               for a, b in zip(after, before))
+    kept = sorted({type(m).__name__ for m in model.modules()
+                   if hasattr(m, 'num_features') or isinstance(m, nn.GroupNorm)})
+    return dict(folded=folded, kept_norm_types=kept, max_rel_diff=diff)
+
+
+def save_folded(model, cfg, path: str) -> None:
+    import io
+
+    from .mmdet_fixes import atomic_write
+    buf = io.BytesIO()
+    torch.save(dict(state_dict=model.state_dict(),
+                    meta=dict(normdet_folded=True, config=cfg.pretty_text)), buf)
+    atomic_write(path, buf.getvalue())
+
+
+def load_folded(cfg, path: str, device='cpu'):
+    """Rebuild the folded model: the config's detector, folded the same way, then the weights."""
+    model = build_model(cfg, None, 'cpu')
+    fold_norms(model)
+    model.load_state_dict(torch.load(path, map_location='cpu', weights_only=True)['state_dict'])
+    return model.to(device).eval()

@@ -1,0 +1,145 @@
+"""tools/dist_train.sh and tools/dist_test.sh with 2 CPU processes (torchrun, gloo): training,
+a 2-process checkpoint evaluated by single-process tools/test.py, a rank that dies or hangs ending
+the run with a message in bounded time, the scripts' argument checks, and the LR of gradient
+accumulation."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from dist_utils import free_port
+from mm_utils import REPO, config_path, run_cli, small_options
+from normdet.data import generate_synthetic_coco
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope='module')
+def coco8(tmp_path_factory):  # 8 training images: 2 iterations an epoch at 2 processes x 2
+    return generate_synthetic_coco(str(tmp_path_factory.mktemp('coco8')), num_train=8,
+                                   num_val=4, image_size=(128, 128))
+
+
+def env(**extra):
+    e = dict(os.environ, MASTER_PORT=str(free_port()), **extra)
+    e['PATH'] = os.path.dirname(sys.executable) + os.pathsep + e['PATH']
+    return e
+
+
+def bash(*args, timeout=540, **extra):
+    return subprocess.run(['bash', *args], cwd=REPO, env=env(**extra), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def check(r):
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-5000:])
+    return r
+
+
+@pytest.mark.parametrize('config,extra', [
+    ('ssdlite_syncbn', []),  # SyncBN across the 2 CPU processes
+    ('retinanet_r50_fpn_mabn', ['norm_options.sync_stats=True']),
+])
+def test_dist_train_then_single_process_test(config, extra, coco8, tmp_path):
+    cfg = config_path(*config.rsplit('_', 1))
+    work = tmp_path / 'work'
+    check(bash('tools/dist_train.sh', cfg, '2', '--work-dir', str(work), '--no-eval',
+               '--cfg-options', *small_options(cfg, coco8), *extra))
+    log = next(work.glob('*/*.log')).read_text()
+    assert 'Distributed launcher: pytorch' in log and 'world_size: 2' in log  # really 2 ranks
+    ckpt = work / 'epoch_1.pth'
+    # the 2-process checkpoint in a single process, as a user evaluates it
+    r = check(run_cli('tools/test.py', cfg, str(ckpt), '--work-dir', str(tmp_path / 'test'),
+                      '--cfg-options', *small_options(cfg, coco8)))
+    report = json.loads((tmp_path / 'test' / 'coco_metrics.json').read_text())
+    assert report['batch'] == dict(per_gpu=2, gpus=2, total=4)
+    assert 0 <= report['metrics']['bbox_mAP'] <= 1 and 'bbox AP' in r.stdout
+    # and with 2 processes through dist_test.sh: the same numbers
+    check(bash('tools/dist_test.sh', cfg, str(ckpt), '2', '--work-dir', str(tmp_path / 'dtest'),
+               '--cfg-options', *small_options(cfg, coco8)))
+    dreport = json.loads((tmp_path / 'dtest' / 'coco_metrics.json').read_text())
+    assert dreport['metrics'] == report['metrics']
+
+
+FAIL_HOOK = '''
+import os, signal, time
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+
+@HOOKS.register_module()
+class FailRankHook(Hook):
+    """Rank 1 dies (SIGKILL) or hangs after its first iteration."""
+
+    def __init__(self, mode):
+        self.mode = mode
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.rank == 1:
+            if self.mode == 'die':
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(3600)
+'''
+
+
+@pytest.mark.parametrize('mode', ['die', 'hang'])
+def test_failed_rank_stops_the_run(mode, coco8, tmp_path):
+    (tmp_path / 'failhook.py').write_text(FAIL_HOOK)
+    base = config_path('ssdlite', 'BN')
+    (tmp_path / 'failing.py').write_text(textwrap.dedent(f'''
+        _base_ = '{base}'
+        custom_imports = dict(imports=['normdet', 'failhook'], allow_failed_imports=False)
+        custom_hooks = [dict(type='FailRankHook', mode='{mode}')]
+        env_cfg = dict(dist_cfg=dict(timeout=15))
+        '''))
+    start = time.monotonic()
+    r = bash('tools/dist_train.sh', str(tmp_path / 'failing.py'), '2', '--work-dir',
+             str(tmp_path / 'work'), '--cfg-options', *small_options(base, coco8, epochs=3),
+             timeout=300, PYTHONPATH=str(tmp_path))
+    elapsed = time.monotonic() - start
+    assert r.returncode != 0
+    assert '[normdet] distributed run failed' in r.stderr
+    assert 'ChildFailedError' in r.stderr or 'FAILED' in r.stderr
+    if mode == 'die':
+        assert 'Signal 9' in r.stderr or 'SIGKILL' in r.stderr, r.stderr[-3000:]
+    else:  # rank 0 gives up waiting after the 15 s process-group timeout
+        assert 'Timed out' in r.stderr or 'timed out' in r.stderr.lower(), r.stderr[-3000:]
+    assert elapsed < 150, elapsed  # start-up (~20 s) + timeout + torchrun's clean-up
+
+
+@pytest.mark.parametrize('args,message', [
+    ([], 'usage: bash tools/dist_train.sh CONFIG NPROC'),
+    (['configs/nope.py', '2'], "config 'configs/nope.py' not found"),
+    (['configs/ssdlite_bn.py', 'two'], "NPROC must be a positive integer"),
+])
+def test_dist_train_checks_arguments(args, message):
+    r = bash('tools/dist_train.sh', *args, timeout=30)
+    assert r.returncode == 2 and message in r.stderr
+
+
+def test_dist_env_checks():
+    r = bash('tools/dist_train.sh', 'configs/ssdlite_bn.py', '2', timeout=30, NNODES='2',
+             NODE_RANK='2')
+    assert r.returncode == 2 and '0 <= NODE_RANK < NNODES' in r.stderr
+    r = bash('tools/dist_test.sh', 'configs/ssdlite_bn.py', 'missing.pth', '2', timeout=30)
+    assert r.returncode == 2 and "checkpoint 'missing.pth' not found" in r.stderr
+    r = bash('tools/slurm_train.sh', 'p', 'job', 'configs/ssdlite_bn.py', 'w', timeout=30,
+             GPUS='x')
+    assert r.returncode == 2 and 'GPUS must be a positive integer' in r.stderr
+
+
+@pytest.mark.parametrize('steps', [1, 4])
+def test_auto_scale_lr_follows_accumulation(steps, coco8):
+    from normdet.apis import build_runner, load_config
+    cfg = load_config(config_path('retinanet_r50_fpn', 'BN'), {
+        'optim_wrapper.accumulative_counts': steps, 'data_root': coco8,
+        'experiment_name': f'acc{steps}', 'visualizer.name': f'acc{steps}'}, work_dir='/tmp/acc')
+    runner = build_runner(cfg)
+    wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+    runner.scale_lr(wrapper, runner.auto_scale_lr)
+    # lr 0.01 is for 16 images; here 1 process x 2 images x `steps` accumulation steps
+    assert wrapper.optimizer.param_groups[0]['lr'] == pytest.approx(0.01 * 2 * steps / 16)

@@ -1,0 +1,72 @@
+"""Fold a trained detector's eval-mode norms into its convolutions for inference, check that the
+outputs do not change, time both models, and save the folded weights.
+
+    python tools/deploy.py configs/retinanet_r50_fpn_mabn.py work_dirs/.../epoch_24.pth \
+        [--out folded.pth] [--iters 20] [--size 800 1333] [--device cuda]
+
+BN, SyncBN, RBN and MABN fold (normdet.fuse); FRN, GN and DN-B/DN-C cannot (input-dependent
+statistics or affine) and stay. Load the result with normdet.fuse.load_folded(cfg, path).
+"""
+import argparse
+import json
+import time
+
+from mmengine.config import DictAction
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Fold norms into convolutions for inference')
+    p.add_argument('config')
+    p.add_argument('checkpoint', nargs='?', help='trained weights (default: freshly initialised, '
+                   'useful only to measure speed)')
+    p.add_argument('--out', help='where to save the folded weights (.pth)')
+    p.add_argument('--iters', type=int, default=10, help='timed forward passes per model')
+    p.add_argument('--size', type=int, nargs=2, default=(320, 320), metavar=('H', 'W'))
+    p.add_argument('--device', default='cuda' if _cuda() else 'cpu')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='as in tools/train.py')
+    return p.parse_args(argv)
+
+
+def _cuda():
+    import torch
+    return torch.cuda.is_available()
+
+
+def timed(fn, iters, device):
+    import torch
+    fn()  # warm-up
+    times = []
+    for _ in range(iters):
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+    from normdet.apis import load_config
+    from normdet.fuse import build_model, fold_and_check, save_folded
+
+    cfg = load_config(args.config, args.cfg_options)
+    model = build_model(cfg, args.checkpoint, args.device)
+    x = torch.randn(1, 3, *args.size, device=args.device)
+    before = timed(lambda: model._forward(x), args.iters, args.device)
+    result = fold_and_check(model, x)
+    after = timed(lambda: model._forward(x), args.iters, args.device)
+    result.update(config=args.config, checkpoint=args.checkpoint, device=args.device,
+                  input=list(args.size), median_s_before=before, median_s_after=after,
+                  speedup=before / after)
+    print(json.dumps(result, indent=2))
+    if args.out:
+        save_folded(model, cfg, args.out)
+        print(f'[normdet] folded weights: {args.out}')
+
+
+if __name__ == '__main__':
+    main()
