@@ -3,10 +3,10 @@
 The layers in ``normdet.layers`` are plain PyTorch. When MMEngine/MMDetection are installed,
 importing normdet also registers them (see ``normdet.registry``).
 """
-from .layers import DNB, DNC, FRN, MABN, RBN, CenConv2d
+from .layers import DNB, DNC, FRN, MABN, RBN, CenConv2d, SyncBatchNorm
 
 __version__ = '0.1.0'
-__all__ = ['FRN', 'MABN', 'CenConv2d', 'DNB', 'DNC', 'RBN']
+__all__ = ['FRN', 'MABN', 'CenConv2d', 'DNB', 'DNC', 'RBN', 'SyncBatchNorm']
 
 try:
     import mmdet  # noqa: F401

@@ -15,7 +15,7 @@ from normdet import prepare_config
 from normdet.data import CLASSES, generate_synthetic_coco
 
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*.py')))
-NORM_CLASS = dict(BN=nn.BatchNorm2d, SyncBN=nn.SyncBatchNorm, GN=nn.GroupNorm, FRN=normdet.FRN,
+NORM_CLASS = dict(BN=nn.BatchNorm2d, SyncBN=normdet.SyncBatchNorm, GN=nn.GroupNorm, FRN=normdet.FRN,
                   MABN=normdet.MABN, DNB=normdet.DNB, DNC=normdet.DNC, RBN=normdet.RBN)
 
 

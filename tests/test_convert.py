@@ -10,7 +10,7 @@ import normdet
 from mm_utils import NORMS, packaged
 from normdet import convert_norm
 
-NORM_CLASS = dict(BN=nn.BatchNorm2d, SyncBN=nn.SyncBatchNorm, GN=nn.GroupNorm, FRN=normdet.FRN,
+NORM_CLASS = dict(BN=nn.BatchNorm2d, SyncBN=normdet.SyncBatchNorm, GN=nn.GroupNorm, FRN=normdet.FRN,
                   MABN=normdet.MABN, DNB=normdet.DNB, DNC=normdet.DNC, RBN=normdet.RBN)
 ALL_NORM_TYPES = tuple(set(NORM_CLASS.values()) - {nn.GroupNorm})
 

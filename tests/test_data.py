@@ -90,3 +90,33 @@ def test_check_coco_errors(dataset, tmp_path):
         check_coco(str(tmp_path), 'annotations/other.json', 'val2017/')
     with pytest.raises(FileNotFoundError, match='image folder'):
         check_coco(dataset, 'annotations/instances_val2017.json', 'nowhere/')
+
+
+def test_large_annotation_file_gets_a_structural_check(dataset, tmp_path, monkeypatch):
+    """Files too large to parse twice (COCO train2017) are checked for truncation only."""
+    import normdet.data.synthetic as synthetic
+    monkeypatch.setattr(synthetic, 'FULL_CHECK_BYTES', 100)
+    assert check_coco(dataset, 'annotations/instances_val2017.json', 'val2017/') is None
+    (tmp_path / 'val2017').mkdir()
+    (tmp_path / 'annotations').mkdir()
+    full = open(osp.join(dataset, 'annotations', 'instances_val2017.json')).read()
+    (tmp_path / 'annotations' / 'cut.json').write_text(full[:len(full) // 2])
+    with pytest.raises(ValueError, match="cut.json' is truncated or not JSON"):
+        check_coco(str(tmp_path), 'annotations/cut.json', 'val2017/')
+
+
+def test_train_and_val_must_agree_on_classes(dataset, tmp_path):
+    import shutil
+
+    from mmengine.config import Config
+    from mm_utils import REPO
+    from normdet.data import resolve_data
+    root = shutil.copytree(dataset, tmp_path / 'coco')
+    p = root / 'annotations' / 'instances_val2017.json'
+    ann = json.loads(p.read_text())
+    ann['categories'][0]['name'] = 'disc'
+    p.write_text(json.dumps(ann))
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'retinanet_r50_fpn_bn.py'))
+    cfg.data_root = str(root)
+    with pytest.raises(ValueError, match='disagree on the classes'):
+        resolve_data(cfg)

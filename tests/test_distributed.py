@@ -10,6 +10,7 @@ import textwrap
 import time
 
 import pytest
+import torch
 
 from dist_utils import free_port
 from mm_utils import REPO, config_path, run_cli, small_options
@@ -50,8 +51,11 @@ def test_dist_train_then_single_process_test(config, extra, coco8, tmp_path):
     check(bash('tools/dist_train.sh', cfg, '2', '--work-dir', str(work), '--no-eval',
                '--cfg-options', *small_options(cfg, coco8), *extra))
     log = next(work.glob('*/*.log')).read_text()
-    assert 'Distributed launcher: pytorch' in log and 'world_size: 2' in log  # really 2 ranks
+    assert 'Distributed launcher: pytorch' in log and 'Distributed training: True' in log
     ckpt = work / 'epoch_1.pth'
+    state = torch.load(ckpt, map_location='cpu', weights_only=True)
+    assert state['normdet']['world_size'] == 2 and len(state['normdet']['rng']) == 2
+    assert state['meta']['iter'] == 2  # 8 images / (2 processes x 2)
     # the 2-process checkpoint in a single process, as a user evaluates it
     r = check(run_cli('tools/test.py', cfg, str(ckpt), '--work-dir', str(tmp_path / 'test'),
                       '--cfg-options', *small_options(cfg, coco8)))

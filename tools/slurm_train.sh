@@ -8,8 +8,10 @@ set -euo pipefail
 usage() { echo "usage: [GPUS=8] [GPUS_PER_NODE=8] bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [args...]" >&2; exit 2; }
 [ $# -ge 4 ] || usage
 PARTITION=$1; JOB_NAME=$2; CONFIG=$3; WORK_DIR=$4; shift 4
-GPUS=${GPUS:-8}; GPUS_PER_NODE=${GPUS_PER_NODE:-$(( GPUS < 8 ? GPUS : 8 ))}; CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-for v in GPUS GPUS_PER_NODE CPUS_PER_TASK; do
+GPUS=${GPUS:-8}
+[[ "$GPUS" =~ ^[1-9][0-9]*$ ]] || { echo "slurm_train.sh: GPUS must be a positive integer, got '$GPUS'" >&2; exit 2; }
+GPUS_PER_NODE=${GPUS_PER_NODE:-$(( GPUS < 8 ? GPUS : 8 ))}; CPUS_PER_TASK=${CPUS_PER_TASK:-5}
+for v in GPUS_PER_NODE CPUS_PER_TASK; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "slurm_train.sh: $v must be a positive integer, got '${!v}'" >&2; exit 2; }
 done
 [ -f "$CONFIG" ] || { echo "slurm_train.sh: config '$CONFIG' not found" >&2; exit 2; }

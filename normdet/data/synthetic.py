@@ -141,17 +141,15 @@ def check_coco(data_root: str, ann_file: str, img_dir: str):
         raise DataNotFoundError(f'annotation file {ann_path!r} not found: COCO keeps it at '
                                 f'{osp.join(data_root, "annotations", "instances_val2017.json")}'
                                 ' (and train2017); check data_root and ann_file')
-    if not osp.isdir(osp.join(data_root, img_dir)):
-        raise DataNotFoundError(f'image folder {osp.join(data_root, img_dir)!r} not found; '
-                                'check data_root and data_prefix')
     if osp.getsize(ann_path) > FULL_CHECK_BYTES:
         with open(ann_path, 'rb') as f:
             head = f.read(4096).lstrip()
-            f.seek(-4096, os.SEEK_END)
+            f.seek(max(osp.getsize(ann_path) - 4096, 0))
             tail = f.read().rstrip()
         if not (head.startswith(b'{') and tail.endswith(b'}')):
             raise DataError(f'annotation file {ann_path!r} is truncated or not JSON (it does not '
                              'start with "{" and end with "}"); re-download or re-generate it')
+        _check_image_folder(data_root, img_dir)
         return None
     try:
         with open(ann_path) as f:
@@ -168,4 +166,11 @@ def check_coco(data_root: str, ann_file: str, img_dir: str):
     if not ann['categories']:
         raise DataError(f'annotation file {ann_path!r} has no categories; a COCO file lists its '
                          'classes under "categories"')
+    _check_image_folder(data_root, img_dir)
     return sorted(ann['categories'], key=lambda c: c['id'])
+
+
+def _check_image_folder(data_root: str, img_dir: str) -> None:
+    if not osp.isdir(osp.join(data_root, img_dir)):
+        raise DataNotFoundError(f'image folder {osp.join(data_root, img_dir)!r} not found; '
+                                'check data_root and data_prefix')

@@ -1,31 +1,44 @@
 """SyncBN that also runs on CPU processes (gloo), for the SyncBN configs on machines without GPUs.
 
-torch's ``nn.SyncBatchNorm`` reduces the batch statistics over all processes, but only for CUDA
-inputs: on CPU inside a process group it raises ``SyncBatchNorm expected input tensor to be on
-GPU``. This subclass keeps torch's CUDA path as it is and, for other devices, reduces mean and
-variance with differentiable all-reduces (``normdet.layers._dist``) instead: the same statistics,
-gradients and running-buffer updates as one process with the whole batch. Being a
-``nn.SyncBatchNorm``, it is initialised, converted and checkpointed exactly like torch's;
-``import normdet`` registers it as mmcv's ``SyncBN``.
+torch's ``nn.SyncBatchNorm`` reduces the batch statistics over all processes, but only for GPU
+inputs: on CPU inside a process group its forward raises ``SyncBatchNorm expected input tensor to
+be on GPU``, and DistributedDataParallel refuses to wrap a CPU model holding one ("SyncBatchNorm
+layers only work with GPU modules"). This layer is therefore a ``_BatchNorm`` (not an
+``nn.SyncBatchNorm``) that runs torch's own SyncBatchNorm forward on GPUs, unchanged, and on other
+devices reduces mean and variance with differentiable all-reduces (``normdet.layers._dist``):
+the same statistics, gradients and running-buffer updates as one process with the whole batch.
+Same parameters, buffers and state_dict keys as torch's; ``import normdet`` registers it as
+mmcv's ``SyncBN``.
 """
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._dist import batch_mean_var, sync_world_size, update_running_stats
 
 
-class SyncBatchNorm(nn.SyncBatchNorm):
+class SyncBatchNorm(_BatchNorm):
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, process_group=None,
+                 device=None, dtype=None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        self.process_group = process_group
+
+    # torch's SyncBatchNorm.forward (used on GPUs) calls these
+    _check_input_dim = nn.SyncBatchNorm._check_input_dim
+    _check_non_zero_input_channels = nn.SyncBatchNorm._check_non_zero_input_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.is_cuda or not self.training or not self.track_running_stats
-                or sync_world_size(True) == 1):
-            return super().forward(x)
+        if (x.device.type != 'cpu' or not self.training or not self.track_running_stats
+                or self.process_group is not None or sync_world_size(True) == 1):
+            return nn.SyncBatchNorm.forward(self, x)
         if x.dim() != 4:
             raise ValueError(f'SyncBatchNorm on CPU expects (N, C, H, W), got {tuple(x.shape)}')
         mean, var, n = batch_mean_var(x, sync_stats=True)
-        if self.momentum is None:  # cumulative moving average, as torch does
-            self.momentum_for_update = 1.0 / float(self.num_batches_tracked + 1)
-        momentum = self.momentum if self.momentum is not None else self.momentum_for_update
+        momentum = self.momentum
+        if momentum is None:  # cumulative moving average, as torch does
+            momentum = 1.0 / float(self.num_batches_tracked + 1)
         saved, self.momentum = self.momentum, momentum
         update_running_stats(self, mean, var, n)
         self.momentum = saved

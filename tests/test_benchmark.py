@@ -1,0 +1,22 @@
+"""tools/benchmark_norms.py runs (tiny shapes) and writes its table: the numbers are for reading,
+so only their presence and consistency are checked, never a time."""
+import json
+
+from mm_utils import tool
+
+
+def test_benchmark_writes_every_layer(tmp_path, capsys):
+    out = tmp_path / 'bench.json'
+    tool('benchmark_norms').main(['--quick', '--device', 'cpu', '--out', str(out)])
+    result = json.loads(out.read_text())
+    rows = result['rows']
+    assert result['bandwidth_gb_s'] > 0
+    assert len(rows) == 7 * 2 * 2 * 2  # layers x shapes x dtypes x layouts
+    assert {r['layer'] for r in rows} == {'BN', 'GN', 'FRN', 'MABN', 'DNB', 'DNC', 'RBN'}
+    for r in rows:
+        assert 'error' not in r, r
+        assert r['fwd_ms'] > 0 and r['fwd_bwd_ms'] > 0 and r['floor_fraction_fwd_bwd'] > 0
+        if r['layer'] == 'BN':
+            assert r['ratio_to_bn_fwd_bwd'] == 1.0
+    printed = capsys.readouterr().out
+    assert '| DNB | 2x32x24x32 | bf16 | channels_last |' in printed
