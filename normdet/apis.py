@@ -11,6 +11,7 @@ Kept out of the scripts so that tests and notebooks call the same code:
 import datetime
 import os
 import os.path as osp
+import sys
 
 import torch
 from mmengine.config import Config
@@ -18,10 +19,24 @@ from mmengine.dist import is_main_process
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .evaluation import NormDetCocoMetric
 from .report import build_report, write_report
 from .runner import NormDetStateHook, prepare_config
+
+
+def parse_tool_args(parser, argv=None):
+    """Add the flags every tool shares with MMDetection's (--cfg-options, --launcher,
+    --local-rank), parse, and export LOCAL_RANK as torch.distributed.launch expects."""
+    from mmengine.config import DictAction
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys, e.g. data_root=/data/coco/ '
+                             'train_cfg.max_epochs=1')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
 
 
 def load_config(path: str, cfg_options: dict = None, work_dir: str = None,
@@ -91,6 +106,22 @@ def evaluate(runner: Runner, checkpoint: str = None, train_world_size: int = Non
                           checkpoint=checkpoint or last_checkpoint(runner.work_dir),
                           data=runner.cfg.get('normdet_data'), train_world_size=train_world)
     return metrics, write_report(runner.work_dir, report)
+
+
+def print_result(metrics: dict, paths: tuple) -> None:
+    """The tools' last lines: the headline numbers and where the report is (rank 0 only)."""
+    if is_main_process():
+        print(f'\n[normdet] {summary_line(metrics)}\n[normdet] report: {paths[1]}\n'
+              f'[normdet] metrics: {paths[0]}', flush=True)
+
+
+def run_tool(main) -> None:
+    """Run a tool's ``main``; an error in what the user gave prints its message (which names the
+    problem and the fix) without a traceback and exits with status 1."""
+    try:
+        main()
+    except (ConfigError, DataError) as e:
+        sys.exit(f'[normdet] error: {e}')
 
 
 def summary_line(metrics: dict) -> str:

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from mm_utils import DETECTORS, NORMS, REPO, config_path, run_cli, small_options, tool
+from mm_utils import DETECTORS, NORMS, config_path, run_cli, small_options, tool
 from normdet.data import CLASSES, generate_synthetic_coco
 from normdet.evaluation import PER_CLASS, SUMMARY
 

@@ -8,11 +8,11 @@ Writes WORK_DIR/coco_metrics.json (every metric, per-class AP) and WORK_DIR/coco
 tools/dist_test.sh.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
+from normdet.apis import (build_runner, evaluate, load_config, parse_tool_args, print_result,
+                          run_tool)
 
 
 def parse_args(argv=None):
@@ -22,22 +22,13 @@ def parse_args(argv=None):
     p.add_argument('--work-dir', help='where the log and the report go')
     p.add_argument('--out', help='also dump the raw predictions to this .pkl file')
     p.add_argument('--show-dir', help='draw the predictions into WORK_DIR/SHOW_DIR')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config keys, e.g. data_root=/data/coco/')
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = p.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_tool_args(p, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     if not osp.isfile(args.checkpoint):
         sys.exit(f'checkpoint {args.checkpoint!r} not found')
-    import normdet  # noqa: F401
-    from mmengine.dist import is_main_process
-    from normdet.apis import build_runner, evaluate, load_config, summary_line
 
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     cfg.load_from = args.checkpoint
@@ -52,15 +43,8 @@ def main(argv=None):
         cfg.test_evaluator = evaluators + [dict(type='DumpDetResults', out_file_path=args.out)]
 
     runner = build_runner(cfg)
-    metrics, (json_path, md_path) = evaluate(runner, checkpoint=args.checkpoint)
-    if is_main_process():
-        print(f'\n[normdet] {summary_line(metrics)}\n[normdet] report: {md_path}\n'
-              f'[normdet] metrics: {json_path}', flush=True)
+    print_result(*evaluate(runner, checkpoint=args.checkpoint))
 
 
 if __name__ == '__main__':
-    from normdet.errors import ConfigError, DataError
-    try:
-        main()
-    except (ConfigError, DataError) as e:  # the message names the problem and the fix
-        sys.exit(f'[normdet] error: {e}')
+    run_tool(main)

@@ -11,7 +11,8 @@ import argparse
 import os
 import sys
 
-from mmengine.config import DictAction
+from normdet.apis import (build_runner, evaluate, load_config, parse_tool_args, print_result,
+                          run_tool)
 
 
 def parse_args(argv=None):
@@ -23,22 +24,13 @@ def parse_args(argv=None):
                    help='scale the LR with the total batch (normdet configs already do)')
     p.add_argument('--resume', nargs='?', type=str, const='auto',
                    help='resume from CKPT, or without CKPT from the latest in the work dir')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config keys, e.g. data_root=/data/coco/ train_cfg.max_epochs=1')
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--no-eval', action='store_true', help='skip the final evaluation and report')
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = p.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_tool_args(p, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    import normdet  # noqa: F401  (registers layers, runner, metric; stack fixes)
     from mmdet.utils import setup_cache_size_limit_of_dynamo
-    from mmengine.dist import is_main_process
-    from normdet.apis import build_runner, evaluate, load_config, summary_line
 
     setup_cache_size_limit_of_dynamo()
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
@@ -60,15 +52,8 @@ def main(argv=None):
     runner.train()
     if args.no_eval:
         return
-    metrics, (json_path, md_path) = evaluate(runner, train_world_size=runner.world_size)
-    if is_main_process():
-        print(f'\n[normdet] {summary_line(metrics)}\n[normdet] report: {md_path}\n'
-              f'[normdet] metrics: {json_path}', flush=True)
+    print_result(*evaluate(runner, train_world_size=runner.world_size))
 
 
 if __name__ == '__main__':
-    from normdet.errors import ConfigError, DataError
-    try:
-        main()
-    except (ConfigError, DataError) as e:  # the message names the problem and the fix
-        sys.exit(f'[normdet] error: {e}')
+    run_tool(main)
