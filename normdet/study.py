@@ -176,29 +176,38 @@ def plot(runs, rows, out_dir: str, task='bbox') -> list:
                             yerr=[100 * (v if not math.isnan(v) else 0) for v in s],
                             marker='o', capsize=3, label=norm, color=colours[norm])
         ax.set_xscale('log', base=2)
+        batches = sorted({r['batch'] for r in rows if r['detector'] == det})
+        ax.set_xticks(batches, [str(b) for b in batches])
+        ax.minorticks_off()
         ax.set_xlabel('images per GPU')
         ax.set_ylabel(f'{task} AP (%)')
         ax.set_title(f'{det}: AP vs batch per GPU')
         ax.legend(fontsize=8)
     fig.tight_layout()
     files.append(_save(fig, out_dir, f'{task}_ap_vs_batch.png'))
-    # loss and LR curves, one line per run
+    # loss and LR curves: one panel per detector and batch size, one line per run
+    panels = sorted({(r['detector'], r['batch']) for r in runs if r['curves']},
+                    key=lambda p: (str(p[0]), p[1] or 0))
     for key, name in (('loss', 'loss_curves.png'), ('lr', 'lr_curves.png')):
-        fig, axes = plt.subplots(1, len(dets), figsize=(6 * len(dets), 4), squeeze=False)
-        for ax, det in zip(axes[0], dets):
+        fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 4),
+                                 squeeze=False)
+        for ax, (det, batch) in zip(axes[0], panels):
             for r in runs:
-                if r['detector'] != det or not r['curves'] or key not in r['curves'][0]:
+                if (r['detector'], r['batch']) != (det, batch) or not r['curves'] \
+                        or key not in r['curves'][0]:
                     continue
-                it = [c['iter'] for c in r['curves']]
-                ax.plot(it, [c[key] for c in r['curves']], color=colours.get(r['norm']),
-                        alpha=0.7, lw=1, ls='-' if r['status'] == 'done' else ':',
-                        label=f"{r['norm']} b{r['batch']}" if r['seed'] in (0, None) else None)
+                first_seed = r['seed'] == min(x['seed'] or 0 for x in runs if x['norm'] == r['norm'])
+                ax.plot([c['iter'] for c in r['curves']], [c[key] for c in r['curves']],
+                        color=colours.get(r['norm']), alpha=0.7, lw=1,
+                        ls='-' if r['status'] == 'done' else ':',
+                        label=r['norm'] if first_seed else None)
             ax.set_xlabel('iteration')
             ax.set_ylabel(key)
             if key == 'loss':
                 ax.set_yscale('log')
-            ax.set_title(f'{det}: training {key} (dotted: diverged/failed)')
-            ax.legend(fontsize=7, ncol=2)
+            ax.set_title(f'{det}, {batch}/GPU: training {key}' + (' (dotted: not finished)'
+                                                                    if key == 'loss' else ''))
+            ax.legend(fontsize=8)
         fig.tight_layout()
         files.append(_save(fig, out_dir, name))
     return files
