@@ -76,6 +76,7 @@ class NormDetStateHook(Hook):
     def __init__(self):
         self.loaded = None  # the 'normdet' entry of the last loaded checkpoint
         self._val_rng = self._gathered = None
+        self.val_metrics = self.val_iter = None  # the last validation, for tools/train.py
 
     @staticmethod
     def _checkpoint_hook(runner):
@@ -114,6 +115,9 @@ class NormDetStateHook(Hook):
 
     def before_val(self, runner) -> None:
         self._val_rng = rng_state()
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self.val_metrics, self.val_iter = metrics, runner.iter
 
     def after_val(self, runner) -> None:
         if self._val_rng is not None:

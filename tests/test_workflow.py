@@ -78,13 +78,15 @@ def test_test_tool_reevaluates_checkpoint(tiny_coco, tmp_path):
     config = config_path('retinanet_r50_fpn', 'GN')
     train(config, tmp_path / 'train', tiny_coco)
     trained = json.loads((tmp_path / 'train' / 'coco_metrics.json').read_text())
+    log = next((tmp_path / 'train').glob('*/*.log')).read_text()
+    assert 'evaluated the final weights on the test split: reporting it' in log  # not twice
     ckpt = str(tmp_path / 'train' / 'epoch_1.pth')
     tool('test').main([config, ckpt, '--work-dir', str(tmp_path / 'test'),
                        '--out', str(tmp_path / 'preds.pkl'), '--cfg-options',
                        *small_options(config, tiny_coco)])
     tested = json.loads((tmp_path / 'test' / 'coco_metrics.json').read_text())
     assert tested['checkpoint'] == ckpt and tested['batch']['gpus'] == 1  # read from the ckpt
-    assert tested['metrics'] == trained['metrics']  # same weights, same numbers
+    assert tested['metrics'] == trained['metrics']  # same weights, same numbers (val == test)
     assert (tmp_path / 'preds.pkl').stat().st_size > 0
 
 
