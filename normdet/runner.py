@@ -36,9 +36,8 @@ def prepare_config(cfg):
     if cfg.get('normdet_prepared'):
         return cfg
     cfg['normdet_data'] = resolve_data(cfg)
-    norm = cfg.get('norm', 'BN')
-    batch = cfg.train_dataloader.batch_size if cfg.get('train_dataloader') else None
-    convert_norm(cfg, norm, batch_per_gpu=batch, **cfg.get('norm_options', {}))
+    # convert_norm takes the batch per GPU (MABN's buffer) from the train dataloader
+    convert_norm(cfg, cfg.get('norm', 'BN'), **cfg.get('norm_options', {}))
     check_norm_types(cfg.model)
     hooks = list(cfg.get('custom_hooks') or [])
     if not any(h.get('type') == 'NormDetStateHook' for h in hooks):
@@ -75,20 +74,16 @@ class NormDetStateHook(Hook):
 
     def __init__(self):
         self.loaded = None  # the 'normdet' entry of the last loaded checkpoint
-        self._val_rng = self._gathered = None
+        self._val_rng = self._gathered = self._ckpt_hook = None
         self.val_metrics = self.val_iter = None  # the last validation, for tools/train.py
 
-    @staticmethod
-    def _checkpoint_hook(runner):
-        return next((h for h in runner.hooks if isinstance(h, CheckpointHook)), None)
-
     def after_train_epoch(self, runner) -> None:
-        h = self._checkpoint_hook(runner)
+        h = self._ckpt_hook
         if h is not None and h.by_epoch:  # once an epoch: cheap
             self._gathered = all_gather_object(rng_state())
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        h = self._checkpoint_hook(runner)
+        h = self._ckpt_hook
         if h is not None and not h.by_epoch and (
                 h.every_n_train_iters(runner, h.interval, h.save_begin)
                 or (h.save_last and h.is_last_train_iter(runner))):
@@ -103,6 +98,8 @@ class NormDetStateHook(Hook):
         self.loaded = checkpoint.get('normdet')
 
     def before_train(self, runner) -> None:
+        # found once here, not on every iteration
+        self._ckpt_hook = next((h for h in runner.hooks if isinstance(h, CheckpointHook)), None)
         if not (runner._resume and self.loaded and 'rng' in self.loaded):
             return
         states = self.loaded['rng']

@@ -25,7 +25,7 @@ RUN_INFO = 'sweep_run.json'
 TASK_KEYS = (('bbox', 'bbox_mAP'), ('segm', 'segm_mAP'))
 
 
-def _read_json(path):
+def read_json(path):
     with open(path) as f:
         return json.load(f)
 
@@ -47,8 +47,8 @@ def read_curves(work_dir: str) -> list:
 
 def read_run(work_dir: str) -> dict:
     """One run's description; None if the folder holds neither metrics nor sweep info."""
-    info = _read_json(osp.join(work_dir, RUN_INFO)) if osp.isfile(osp.join(work_dir, RUN_INFO)) else {}
-    report = _read_json(osp.join(work_dir, JSON_NAME)) if osp.isfile(osp.join(work_dir, JSON_NAME)) else None
+    info = read_json(osp.join(work_dir, RUN_INFO)) if osp.isfile(osp.join(work_dir, RUN_INFO)) else {}
+    report = read_json(osp.join(work_dir, JSON_NAME)) if osp.isfile(osp.join(work_dir, JSON_NAME)) else None
     if report is None and not info:
         return None
     run = dict(work_dir=work_dir, detector=info.get('detector'), norm=info.get('norm'),
@@ -58,7 +58,6 @@ def read_run(work_dir: str) -> dict:
                    norm=report['norm'], batch=report['batch']['per_gpu'],
                    seed=report.get('seed') if run['seed'] is None else run['seed'],
                    metrics=report['metrics'])
-        run['status'] = 'done' if run['status'] in ('done', None) else run['status']
     curves = read_curves(work_dir)
     run['curves'] = curves
     if any(not math.isfinite(float(r['loss'])) for r in curves):

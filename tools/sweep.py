@@ -78,6 +78,7 @@ def run_one(args, norm, batch, seed, run_dir):
 
 def main(argv=None):
     args = parse_args(argv)
+    from normdet.study import read_json, write_study
     grid = [(n, b, s) for n in args.norms for b in args.batch for s in args.seeds]
     start, timed = time.monotonic(), []
     print(f'[sweep] {len(grid)} runs of {args.detector} into {args.work_dir}', flush=True)
@@ -85,7 +86,7 @@ def main(argv=None):
         name = f'{args.detector}_{norm.lower()}_b{batch}_s{seed}'
         run_dir = osp.join(args.work_dir, name)
         info_path = osp.join(run_dir, 'sweep_run.json')
-        if osp.isfile(info_path) and json.load(open(info_path))['status'] == 'done':
+        if osp.isfile(info_path) and read_json(info_path)['status'] == 'done':
             print(f'[sweep {i}/{len(grid)}] {name}: finished before, skipped', flush=True)
             continue
         print(f'[sweep {i}/{len(grid)}] {name}: training ...', flush=True)
@@ -95,11 +96,10 @@ def main(argv=None):
         result = info['status']
         metrics = osp.join(run_dir, 'coco_metrics.json')
         if info['status'] == 'done' and osp.isfile(metrics):
-            m = json.load(open(metrics))['metrics']
+            m = read_json(metrics)['metrics']
             result += f", bbox AP {100 * m['bbox_mAP']:.1f}"
         print(f'[sweep {i}/{len(grid)}] {name}: {result} in {info["wall_s"]:.0f} s '
               f'(elapsed {time.monotonic() - start:.0f} s, about {eta:.0f} s left)', flush=True)
-    from normdet.study import write_study
     path = write_study([args.work_dir], osp.join(args.work_dir, 'report'), args.baseline)
     print(f'[sweep] report: {path}', flush=True)
     return path

@@ -62,18 +62,15 @@ def resolve_data(cfg) -> dict:
     (root, source, classes, ann_file of the evaluated split) for logs and reports."""
     root, source = data_root_of(cfg)
     cfg['data_root'] = root
-    found, evaluated = {}, None  # classes -> annotation files declaring them
-    for loader in LOADERS:
-        if not cfg.get(loader):
-            continue
-        for ds in _datasets(cfg[loader].get('dataset')):
-            ds['data_root'] = root
-            img_dir = (ds.get('data_prefix') or {}).get('img', '')
-            cats = check_coco(root, ds['ann_file'], img_dir)
-            if cats is not None:
-                found.setdefault(tuple(c['name'] for c in cats), set()).add(ds['ann_file'])
-            if loader != 'train_dataloader':
-                evaluated = evaluated or ds['ann_file']
+    leaves = [(loader, ds) for loader in LOADERS if cfg.get(loader)
+              for ds in _datasets(cfg[loader].get('dataset'))]
+    found = {}  # classes -> annotation files declaring them
+    for loader, ds in leaves:
+        ds['data_root'] = root
+        img_dir = (ds.get('data_prefix') or {}).get('img', '')
+        cats = check_coco(root, ds['ann_file'], img_dir)
+        if cats is not None:
+            found.setdefault(tuple(c['name'] for c in cats), set()).add(ds['ann_file'])
     if len(found) > 1:
         raise DataError(f'the annotation files under {root!r} disagree on the classes: '
                          + '; '.join(f'{sorted(files)}: {list(c)}' for c, files in found.items())
@@ -82,15 +79,17 @@ def resolve_data(cfg) -> dict:
         raise DataError(f'no annotation file small enough to read the classes from under {root!r}; '
                          "set metainfo=dict(classes=(...)) on the datasets")
     classes = next(iter(found))
-    for loader in LOADERS:
-        if cfg.get(loader):
-            for ds in _datasets(cfg[loader].get('dataset')):
-                ds['metainfo'] = dict(ds.get('metainfo') or {}, classes=classes)
+    for _, ds in leaves:
+        ds['metainfo'] = dict(ds.get('metainfo') or {}, classes=classes)
     _set_num_classes(cfg['model'], len(classes))
+    first = {}  # loader -> its first dataset: what its evaluator scores against
+    for loader, ds in leaves:
+        first.setdefault(loader, ds)
     for key, loader in (('val_evaluator', 'val_dataloader'), ('test_evaluator', 'test_dataloader')):
         evaluators = cfg.get(key)
-        leaf = next(_datasets(cfg[loader].get('dataset')), None) if cfg.get(loader) else None
         for ev in (evaluators if isinstance(evaluators, (list, tuple)) else [evaluators]):
-            if isinstance(ev, dict) and 'ann_file' in ev and leaf is not None:
-                ev['ann_file'] = osp.join(root, leaf['ann_file'])
+            if isinstance(ev, dict) and 'ann_file' in ev and loader in first:
+                ev['ann_file'] = osp.join(root, first[loader]['ann_file'])
+    evaluated = next((ds['ann_file'] for loader, ds in leaves if loader != 'train_dataloader'),
+                     None)
     return dict(root=root, source=source, classes=classes, ann_file=evaluated)

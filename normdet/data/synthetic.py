@@ -141,10 +141,11 @@ def check_coco(data_root: str, ann_file: str, img_dir: str):
         raise DataNotFoundError(f'annotation file {ann_path!r} not found: COCO keeps it at '
                                 f'{osp.join(data_root, "annotations", "instances_val2017.json")}'
                                 ' (and train2017); check data_root and ann_file')
-    if osp.getsize(ann_path) > FULL_CHECK_BYTES:
+    size = osp.getsize(ann_path)
+    if size > FULL_CHECK_BYTES:
         with open(ann_path, 'rb') as f:
             head = f.read(4096).lstrip()
-            f.seek(max(osp.getsize(ann_path) - 4096, 0))
+            f.seek(max(size - 4096, 0))
             tail = f.read().rstrip()
         if not (head.startswith(b'{') and tail.endswith(b'}')):
             raise DataError(f'annotation file {ann_path!r} is truncated or not JSON (it does not '

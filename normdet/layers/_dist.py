@@ -27,6 +27,11 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return all_reduce(t)
 
 
+def _sums_and_count(t: torch.Tensor) -> torch.Tensor:
+    """Per-channel sums over (N, H, W) followed by the element count, ready to all-reduce."""
+    return torch.cat([t.sum(DIMS), t.new_tensor([float(t.numel() // t.shape[1])])])
+
+
 def batch_mean_var(x: torch.Tensor, sync_stats: bool = False):
     """Per-channel mean, biased variance and element count of ``x`` (N, C, H, W) over (N, H, W),
     over all processes when ``sync_stats``; the count is a tensor. Two passes (mean, then the
@@ -34,8 +39,7 @@ def batch_mean_var(x: torch.Tensor, sync_stats: bool = False):
     if sync_world_size(sync_stats) == 1:
         var, mean = torch.var_mean(x, dim=DIMS, unbiased=False)
         return mean, var, x.new_tensor(float(x.numel() // x.shape[1]))
-    local = torch.cat([x.sum(DIMS), x.new_tensor([float(x.numel() // x.shape[1])])])
-    total = all_reduce_sum(local)
+    total = all_reduce_sum(_sums_and_count(x))
     n = total[-1].detach()
     mean = total[:-1] / n
     var = all_reduce_sum((x - mean.view(1, -1, 1, 1)).square().sum(DIMS)) / n
@@ -47,14 +51,29 @@ def channel_mean_no_grad(t: torch.Tensor, sync_stats: bool = False) -> torch.Ten
     MABN's custom forward and backward, which manage their gradients themselves)."""
     if sync_world_size(sync_stats) == 1:
         return t.mean(dim=DIMS)
-    local = torch.cat([t.sum(DIMS), t.new_tensor([float(t.numel() // t.shape[1])])])
+    local = _sums_and_count(t)
     dist.all_reduce(local)
     return local[:-1] / local[-1]
 
 
 @torch.no_grad()
-def update_running_stats(layer, mean: torch.Tensor, var: torch.Tensor, n: torch.Tensor) -> None:
+def update_running_stats(layer, mean: torch.Tensor, var: torch.Tensor, n: torch.Tensor,
+                         momentum: float) -> None:
     """torch BN's rule: momentum weighs the NEW value; running_var gets the unbiased variance."""
-    layer.running_mean.lerp_(mean.detach(), layer.momentum)
-    layer.running_var.lerp_(var.detach() * n / (n - 1).clamp(min=1), layer.momentum)
+    layer.running_mean.lerp_(mean.detach(), momentum)
+    layer.running_var.lerp_(var.detach() * n / (n - 1).clamp(min=1), momentum)
     layer.num_batches_tracked += 1
+
+
+def synced_batch_norm(layer, x: torch.Tensor, weight, bias, momentum: float,
+                      check=None) -> torch.Tensor:
+    """Training-mode BN of ``x`` with statistics over all processes (RBN with ``sync_stats``,
+    SyncBatchNorm on CPU): updates ``layer``'s running statistics, after ``check(layer, mean,
+    var)`` when given, and returns the normalised ``x`` with the affine (``weight`` None: none)."""
+    mean, var, n = batch_mean_var(x, sync_stats=True)
+    if check is not None:
+        check(layer, mean, var)
+    update_running_stats(layer, mean, var, n, momentum)
+    shape = (1, -1, 1, 1)
+    y = (x - mean.view(shape)) * torch.rsqrt(var + layer.eps).view(shape)
+    return y if weight is None else y * weight.view(shape) + bias.view(shape)

@@ -65,7 +65,7 @@ class _DynamicNorm(nn.Module):
             return self.running_mean, self.running_var
         mean, var, n = batch_mean_var(x32, self.sync_stats)
         check_finite(self, mean, var)
-        update_running_stats(self, mean, var, n)
+        update_running_stats(self, mean, var, n, self.momentum)
         return mean, var
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_batch_stats, check_finite, check_input, upcast
-from ._dist import batch_mean_var, sync_world_size, update_running_stats
+from ._dist import sync_world_size, synced_batch_norm
 
 
 class RBN(nn.Module):
@@ -53,12 +53,8 @@ class RBN(nn.Module):
             return F.batch_norm(x, self.running_mean, self.running_var, self.scale, self.bias,
                                 False, 0.0, self.eps).to(dtype)
         if processes > 1:
-            mean, var, n = batch_mean_var(x, sync_stats=True)
-            check_finite(self, mean, var)
-            update_running_stats(self, mean, var, n)
-            shape = (1, -1, 1, 1)
-            y = (x - mean.view(shape)) * torch.rsqrt(var + self.eps).view(shape)
-            return (y * self.scale.view(shape) + self.bias.view(shape)).to(dtype)
+            return synced_batch_norm(self, x, self.scale, self.bias, self.momentum,
+                                     check=check_finite).to(dtype)
         saved = self.running_mean.clone(), self.running_var.clone()
         y = F.batch_norm(x, self.running_mean, self.running_var, self.scale, self.bias,
                          True, self.momentum, self.eps)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ._dist import batch_mean_var, sync_world_size, update_running_stats
+from ._dist import sync_world_size, synced_batch_norm
 
 
 class SyncBatchNorm(_BatchNorm):
@@ -35,15 +35,8 @@ class SyncBatchNorm(_BatchNorm):
             return nn.SyncBatchNorm.forward(self, x)
         if x.dim() != 4:
             raise ValueError(f'SyncBatchNorm on CPU expects (N, C, H, W), got {tuple(x.shape)}')
-        mean, var, n = batch_mean_var(x, sync_stats=True)
         momentum = self.momentum
         if momentum is None:  # cumulative moving average, as torch does
             momentum = 1.0 / float(self.num_batches_tracked + 1)
-        saved, self.momentum = self.momentum, momentum
-        update_running_stats(self, mean, var, n)
-        self.momentum = saved
-        shape = (1, -1, 1, 1)
-        y = (x - mean.view(shape)) * torch.rsqrt(var + self.eps).view(shape)
-        if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y
+        return synced_batch_norm(self, x, self.weight if self.affine else None, self.bias,
+                                 momentum)
