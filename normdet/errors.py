@@ -1,5 +1,5 @@
 """Errors in what the user gave (config, data), as opposed to bugs: the tools print their message
-(which names the problem and the fix) without a traceback and exit with status 2."""
+(which names the problem and the fix) without a traceback and exit with status 1."""
 
 
 class ConfigError(ValueError):
