@@ -1,7 +1,8 @@
 """normdet: normalization layers for object detection (BN, SyncBN, GN, FRN, MABN, DN-B, DN-C, RBN).
 
-The layers in ``normdet.layers`` are plain PyTorch. When MMEngine/MMDetection are installed,
-importing normdet also registers them (see ``normdet.registry``).
+The layers in ``normdet.layers`` are plain PyTorch, and ``normdet.norms`` describes each norm.
+When MMEngine/MMDetection are installed, importing normdet also registers them under names of
+their own (see ``normdet.registry``); it changes nothing of MMEngine's or MMDetection's.
 """
 from .layers import DNB, DNC, FRN, MABN, RBN, CenConv2d, SyncBatchNorm
 
@@ -13,8 +14,10 @@ try:
 except ImportError:  # layers stay usable without the OpenMMLab stack
     pass
 else:
-    from . import mmdet_fixes  # noqa: F401  (checkpoint allow-list, SSDHead fix)
-    from . import registry  # noqa: F401  (registers the layers)
+    # registers normdet's layers, detector variants, optimizer rules, preprocessor and metric
+    # under names of their own; the stack fixes (normdet.stack_fixes) are applied by the runner
+    # and the tools, not by this import
+    from . import registry  # noqa: F401
     from .convert import check_norm_types, convert_norm  # noqa: F401
     from .evaluation import NormDetCocoMetric  # noqa: F401  (registers the metric)
     from .runner import NormDetRunner, NormDetStateHook, prepare_config  # noqa: F401

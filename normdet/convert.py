@@ -5,30 +5,31 @@
     cfg = convert_norm(Config.fromfile('mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py'),
                        'DNB')
 
-Every dict in ``cfg.model`` whose ``norm_cfg`` is a BN (backbone, neck, heads: wherever the base
-model normalizes; places without a norm are left without one) gets the new norm, plus the
-method's companions in that same component:
-- FRN: FRN+TLU replaces BN+activation, so ``act_cfg=None`` where the component takes an
-  ``act_cfg``. Components with hard-wired ReLUs (mmdet's ResNet) keep them: there TLU is followed
-  by ReLU, i.e. max(y, tau, 0). Components' internal linear (act-free) convs get TLU too, because
-  one ``norm_cfg`` serves the whole component.
-- MABN: ``conv_cfg=dict(type='CenConv')`` (weight-centralised convs), ``buffer_size`` =
-  target_batch // batch_per_gpu (32 // 2 = 16 as in the paper).
-- RBN: the optimizer rule (``RBNOptimWrapperConstructor``) and, with ``input_bn=True``, the
-  online input normalisation (``RBNDetDataPreprocessor`` with mean/std removed).
-- scratch training (``scratch=True``): ``norm_eval=False``, ``frozen_stages=-1`` and no
-  ``Pretrained`` init_cfg, for every norm including BN.
-The new norm's own defaults replace BN's eps/momentum (their meaning differs per method); BN and
-SyncBN keep the original arguments.
+Every dict in ``cfg.model`` whose ``norm_cfg`` is a BN (backbone, neck, heads: wherever the
+config normalizes) gets the new norm, built from that BN config by the norm's entry in
+``normdet.norms`` (eps/momentum, paper defaults, run-dependent options), plus the entry's
+companions:
+- ``fused_act`` (FRN+TLU): the detector is built as ``NormAct<Detector>``, which removes the
+  activation after each norm that carries one and TLU where no activation follows
+  (``normdet.norm_act``);
+- ``conv`` (MABN): ``conv_cfg`` of the same component, the weight-centralised CenConv;
+- ``optim_constructor`` / ``data_preprocessor`` (RBN): the optimizer rule and, with
+  ``input_bn=True``, the online input normalisation (``RBNDetDataPreprocessor``, mean/std removed).
+  Every other norm gets ``NormDetOptimWrapperConstructor``: MMEngine's default rule, with
+  ``norm_decay_mult`` applying to normdet's norms as to BN and GN.
+``placement='backbone'`` removes the norm from every component outside the backbone instead
+(their convolutions then get biases), for every norm, BN included: the backbone-only placement.
+``scratch=True`` (training from scratch, as all normdet configs do): ``norm_eval=False``,
+``frozen_stages=-1``, ``zero_init_residual=False`` and no ``Pretrained`` init_cfg, for every norm.
 """
-import copy
 import functools
 import inspect
 
 from .errors import ConfigError
+from .norms import NORMS, NormContext, get_norm
 
-BN_TYPES = ('BN', 'BN2d', 'SyncBN', 'NaiveSyncBN')
-NORMS = ('BN', 'SyncBN', 'GN', 'FRN', 'MABN', 'DNB', 'DNC', 'RBN')
+BN_TYPES = ('BN', 'BN2d', 'SyncBN', 'NaiveSyncBN', 'NormDetSyncBN')
+PLACEMENTS = ('all', 'backbone')
 
 
 @functools.cache
@@ -69,80 +70,66 @@ def check_norm_types(model_cfg) -> None:
         norm = component.get('norm_cfg')
         if isinstance(norm, dict) and isinstance(norm.get('type'), str):
             if MODELS.get(norm['type']) is None:
-                known = sorted({'BN', 'SyncBN', 'GN', 'LN', 'IN', *NORMS})
+                known = sorted({'BN', 'SyncBN', 'GN', 'LN', 'IN', *(n.type for n in NORMS.values())})
                 raise ConfigError(f"{path}.norm_cfg: unknown norm type {norm['type']!r}; use one "
-                                 f"of {', '.join(known)} (normdet's are registered by "
-                                 "custom_imports=dict(imports=['normdet']))")
+                                  f"of {', '.join(known)} (normdet's are registered by "
+                                  "custom_imports=dict(imports=['normdet']))")
 
     _walk(model_cfg, check)
 
 
-def _check_norm_name(norm: str) -> None:
-    if norm not in NORMS:
-        raise ConfigError(f'unknown norm {norm!r}; choose one of {", ".join(NORMS)}')
-
-
-SYNCABLE = ('MABN', 'DNB', 'DNC', 'RBN')
-
-
-def new_norm_cfg(norm: str, old: dict, *, num_groups: int = 32, buffer_size: int = 16,
-                 sync_stats: bool = False) -> dict:
-    _check_norm_name(norm)
-    requires_grad = old.get('requires_grad', True)
-    if sync_stats and norm in SYNCABLE:
-        return dict(new_norm_cfg(norm, old, num_groups=num_groups, buffer_size=buffer_size),
-                    sync_stats=True)
-    if norm == 'BN':
-        return copy.deepcopy(dict(old))
-    if norm == 'SyncBN':
-        return dict(copy.deepcopy(dict(old)), type='SyncBN')
-    if norm == 'GN':
-        return dict(type='GN', num_groups=num_groups, requires_grad=requires_grad)
-    if norm == 'FRN':  # explicit: mmcv's build_norm_layer would otherwise impose eps=1e-5
-        return dict(type='FRN', eps=1e-6, requires_grad=requires_grad)
-    if norm == 'MABN':
-        return dict(type='MABN', buffer_size=buffer_size, requires_grad=requires_grad)
-    return dict(type=norm, requires_grad=requires_grad)
+def _scratch(component: dict) -> None:
+    if _accepts(component, 'norm_eval'):
+        component['norm_eval'] = False
+    if 'frozen_stages' in component:
+        component['frozen_stages'] = -1
+    if _accepts(component, 'zero_init_residual'):
+        component['zero_init_residual'] = False
+    init = component.get('init_cfg')
+    if isinstance(init, dict) and init.get('type') == 'Pretrained':
+        component['init_cfg'] = None
 
 
 def convert_norm(cfg, norm: str, *, batch_per_gpu: int = None, target_batch: int = 32,
                  num_groups: int = 32, scratch: bool = True, input_bn: bool = True,
-                 sync_stats: bool = False):
+                 sync_stats: bool = False, placement: str = 'all'):
     """Rewrite ``cfg`` (an mmengine Config or a dict with a ``model`` key) in place; returns it.
 
-    ``sync_stats=True`` makes MABN, DN-B, DN-C and RBN reduce their batch statistics over all
-    processes (see each layer); BN/GN/FRN ignore it (use SyncBN for synced BN)."""
-    _check_norm_name(norm)
+    ``batch_per_gpu`` defaults to the train dataloader's batch size (MABN's buffer follows it);
+    ``sync_stats=True`` makes the norms whose entry has ``sync='option'`` (MABN, DN-B, DN-C, RBN)
+    reduce their batch statistics over all processes (use SyncBN for synced BN)."""
+    spec = get_norm(norm)
+    if placement not in PLACEMENTS:
+        raise ConfigError(f'unknown norm placement {placement!r}; choose one of '
+                          f'{", ".join(PLACEMENTS)}')
     if batch_per_gpu is None:
         batch_per_gpu = (cfg.get('train_dataloader') or {}).get('batch_size', 2)
-    buffer_size = max(1, target_batch // batch_per_gpu)
+    ctx = NormContext(batch_per_gpu=batch_per_gpu, target_batch=target_batch,
+                      num_groups=num_groups, sync_stats=sync_stats)
 
-    def rewrite(component: dict, _path: str):
+    def rewrite(component: dict, path: str):
+        if scratch:
+            _scratch(component)
         old = component.get('norm_cfg')
         if not (isinstance(old, dict) and old.get('type') in BN_TYPES):
             return
-        component['norm_cfg'] = new_norm_cfg(norm, old, num_groups=num_groups,
-                                             buffer_size=buffer_size, sync_stats=sync_stats)
-        if norm == 'FRN' and _accepts(component, 'act_cfg'):
-            component['act_cfg'] = None
-        if norm == 'MABN' and _accepts(component, 'conv_cfg'):
-            component['conv_cfg'] = dict(type='CenConv')
-        if scratch:
-            if _accepts(component, 'norm_eval'):
-                component['norm_eval'] = False
-            if 'frozen_stages' in component:
-                component['frozen_stages'] = -1
-            init = component.get('init_cfg')
-            if isinstance(init, dict) and init.get('type') == 'Pretrained':
-                component['init_cfg'] = None
+        if placement == 'backbone' and not path.startswith('model.backbone'):
+            component['norm_cfg'] = None
+            return
+        component['norm_cfg'] = spec.norm_cfg(old, ctx)
+        if spec.conv and _accepts(component, 'conv_cfg'):
+            component['conv_cfg'] = dict(type=spec.conv)
 
-    _walk(cfg['model'], rewrite)
-    if norm == 'RBN':
-        if 'optim_wrapper' in cfg:
-            cfg['optim_wrapper']['constructor'] = 'RBNOptimWrapperConstructor'
-            cfg['optim_wrapper'].setdefault('paramwise_cfg', {}).setdefault(
-                'norm_weight_lr_mult', 0.01)
-        pre = cfg['model'].get('data_preprocessor')
-        if input_bn and isinstance(pre, dict) and pre.get('type') == 'DetDataPreprocessor':
-            pre.update(type='RBNDetDataPreprocessor', mean=None, std=None, input_bn=True)
+    model = cfg['model']
+    _walk(model, rewrite)
+    if spec.fused_act and not model['type'].startswith('NormAct'):
+        model['type'] = 'NormAct' + model['type']
+    if spec.optim_constructor and 'optim_wrapper' in cfg:
+        cfg['optim_wrapper']['constructor'] = spec.optim_constructor
+    elif 'optim_wrapper' in cfg:  # a constructor the user chose stays
+        cfg['optim_wrapper'].setdefault('constructor', 'NormDetOptimWrapperConstructor')
+    pre = model.get('data_preprocessor')
+    if (spec.data_preprocessor and input_bn and isinstance(pre, dict)
+            and pre.get('type') == 'DetDataPreprocessor'):
+        pre.update(type=spec.data_preprocessor, mean=None, std=None, input_bn=True)
     return cfg

@@ -1,18 +1,22 @@
 """Fold eval-mode normalizations into the convolution before them, for inference.
 
-In eval mode BN, SyncBN, RBN and MABN are a per-channel affine map y = s * x + t:
+In eval mode BN, SyncBN, RBN, MABN and DN-C are a per-channel affine map y = s * x + t, given by
+each norm's ``eval_affine`` in ``normdet.norms``:
 
     BN / SyncBN / RBN   s = gamma / sqrt(running_var + eps)   t = beta - running_mean * s
     MABN                s = gamma / sqrt(running_var + eps)   t = beta          (no mean)
+    DN-C                BN's, with gamma and beta plus the SC module's output on the running
+                        statistics (a constant in eval)
 
 so conv -> norm becomes one conv with weight W * s (per output channel) and bias b * s + t, and
 the norm an ``nn.Identity``. A weight-centralised ``CenConv2d`` first becomes a plain ``nn.Conv2d``
 holding its centred weight W - mean(W) (centring commutes with the per-channel scale), so the
 centring costs nothing at inference either, whether or not a norm follows.
 
-Not folded, because no identity allows it: FRN (x * rsqrt(mean(x^2)) is per sample and invariant
-to the conv's scale, so its affine cannot move into the conv before it; with TLU after it, not
-into the conv after either), GN (per-sample statistics), DN-B/DN-C (input-dependent affine).
+Not folded, because no identity allows it (``eval_affine`` None): FRN (x * rsqrt(mean(x^2)) is
+per sample and invariant to the conv's scale, so its affine cannot move into the conv before it;
+with TLU after it, not into the conv after either), GN (per-sample statistics), DN-B (per-sample
+affine).
 
 Pairs are found as mmcv's ``fuse_conv_bn`` finds them: a norm folds into the convolution
 registered right before it in the same parent module (mmcv's ConvModule with conv before norm,
@@ -23,27 +27,21 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .layers import MABN, RBN, CenConv2d
+from .layers import CenConv2d
+from .norms import norm_of
 
 
 def affine_of(norm) -> tuple:
     """(s, t) with norm(x) == s * x + t per channel, in eval mode."""
-    if isinstance(norm, MABN):
-        s = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
-        return s, norm.bias
-    mean, var = norm.running_mean, norm.running_var
-    gamma = norm.scale if isinstance(norm, RBN) else norm.weight
-    s = torch.rsqrt(var + norm.eps)
-    if gamma is not None:
-        s = s * gamma
-    t = -mean * s
-    return s, (t + norm.bias if norm.bias is not None else t)
+    return norm_of(norm).eval_affine(norm)
 
 
 def _foldable(norm) -> bool:
-    if isinstance(norm, _BatchNorm):
-        return norm.track_running_stats and norm.running_var is not None
-    return isinstance(norm, (RBN, MABN))
+    if isinstance(norm, _BatchNorm) and not (norm.track_running_stats
+                                             and norm.running_var is not None):
+        return False
+    spec = norm_of(norm)
+    return spec is not None and spec.eval_affine is not None
 
 
 @torch.no_grad()
@@ -71,8 +69,8 @@ def _norm_runs_after_conv(parent) -> bool:
 
 @torch.no_grad()
 def fold_norms(model: nn.Module) -> int:
-    """Fold every eval-mode BN/SyncBN/RBN/MABN into its preceding conv, in place; returns how many.
-    Raises if a foldable norm is in training mode (its output then depends on the batch)."""
+    """Fold every eval-mode norm that has an ``eval_affine`` (BN, SyncBN, RBN, MABN, DN-C) into
+    its preceding conv, in place; returns how many. Raises if a foldable norm is in training mode (its output then depends on the batch)."""
     training = [n for n, m in model.named_modules() if _foldable(m) and m.training]
     if training:
         raise ValueError(f'fold_norms needs eval mode; call model.eval() first ({training[0]} is '
@@ -110,6 +108,9 @@ def build_model(cfg, checkpoint=None, device='cpu'):
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmengine.runner import load_checkpoint
+
+    from . import stack_fixes
+    stack_fixes.apply()  # mmengine checkpoints load with weights_only=True
     register_all_modules(init_default_scope=True)
     model = MODELS.build(cfg.model)
     if checkpoint:
@@ -135,7 +136,7 @@ def fold_and_check(model, x: torch.Tensor) -> dict:
 def save_folded(model, cfg, path: str) -> None:
     import io
 
-    from .mmdet_fixes import atomic_write
+    from .io import atomic_write
     buf = io.BytesIO()
     torch.save(dict(state_dict=model.state_dict(),
                     meta=dict(normdet_folded=True, config=cfg.pretty_text)), buf)

@@ -1,23 +1,29 @@
-"""Registers normdet's layers in MMEngine's root registries, so that mmcv's build_norm_layer /
-build_conv_layer and every mmdet backbone, neck and head build them from a config:
+"""Registers normdet's layers in MMEngine's root MODELS registry, under names of their own, so
+that mmcv's build_norm_layer / build_conv_layer and every mmdet backbone, neck and head build them
+from a config:
 
-    norm_cfg=dict(type='FRN' | 'MABN' | 'DNB' | 'DNC' | 'RBN', ...)
+    norm_cfg=dict(type='FRN' | 'MABN' | 'DNB' | 'DNC' | 'RBN' | 'NormDetSyncBN', ...)
     conv_cfg=dict(type='CenConv')
-    norm_cfg=dict(type='SyncBN')   # torch's SyncBatchNorm, which here also runs on CPU/gloo
 
-Imported by ``import normdet`` (in a config: ``custom_imports=dict(imports=['normdet'])``).
+The names come from the norm table (``normdet.norms``); none replaces an mmdet or mmcv name
+(normdet's SyncBN, which also runs on CPU processes, is ``NormDetSyncBN`` beside mmcv's
+``SyncBN``). Imported by ``import normdet`` (in a config: ``custom_imports=dict(imports=['normdet'])``).
 Parameter-name abbreviations come from each class's ``_abbr_`` (frn, mabn, dnb, dnc, bn).
 """
 from mmengine.registry import MODELS
 
-from . import optim, preprocessor  # noqa: F401  (register the constructor and preprocessor)
-from .layers import DNB, DNC, FRN, MABN, RBN, CenConv2d, SyncBatchNorm
+from . import norm_act, optim, preprocessor, stack_fixes  # noqa: F401  (register their classes)
+from .layers import CenConv2d
+from .norms import NORMS
 
-NORM_LAYERS = dict(FRN=FRN, MABN=MABN, DNB=DNB, DNC=DNC, RBN=RBN)
 
 
-for _name, _cls in NORM_LAYERS.items():
-    MODELS.register_module(name=_name, module=_cls, force=True)
-MODELS.register_module(name='CenConv', module=CenConv2d, force=True)
-# torch's SyncBatchNorm, plus a CPU (gloo) path: the SyncBN configs train on CPU processes too
-MODELS.register_module(name='SyncBN', module=SyncBatchNorm, force=True)
+def register_layers() -> None:
+    """Register every layer of the norm table not registered yet (idempotent)."""
+    for norm in NORMS.values():
+        if norm.layer is not None and MODELS.get(norm.type) is not norm.layer:
+            MODELS.register_module(name=norm.type, module=norm.layer)
+
+
+register_layers()
+MODELS.register_module(name='CenConv', module=CenConv2d)

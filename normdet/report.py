@@ -10,7 +10,7 @@ import os.path as osp
 import time
 
 from .evaluation import PER_CLASS, SUMMARY
-from .mmdet_fixes import atomic_write
+from .io import atomic_write
 
 JSON_NAME, MD_NAME = 'coco_metrics.json', 'coco_report.md'
 HEAD = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl')

@@ -8,8 +8,9 @@
 1. points the datasets at the data root (``normdet.data.resolve_data``: synthetic by default,
    ``data_root=/path/to/coco/`` for real COCO) and sets the classes and ``num_classes``;
 2. rewrites every BN of the model to ``norm`` with the method's companions
-   (``normdet.convert_norm``; the batch per GPU of the train dataloader sizes MABN's buffer) and
-   checks that every norm type exists;
+   (``normdet.convert_norm``; the batch per GPU of the train dataloader sizes MABN's buffer),
+   points it at the fixed classes of ``normdet.stack_fixes`` and checks that every norm type
+   exists;
 3. adds ``NormDetStateHook``, which makes ``--resume`` exact: the random-number generators
    (python, numpy, torch CPU and CUDA, of every rank) are saved in each checkpoint and restored on
    resume, and validation runs with its own copy of them so that it does not shift the training
@@ -27,6 +28,7 @@ from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS, RUNNERS
 from mmengine.runner import Runner
 
+from . import stack_fixes
 from .convert import check_norm_types, convert_norm
 from .data import resolve_data
 
@@ -38,6 +40,7 @@ def prepare_config(cfg):
     cfg['normdet_data'] = resolve_data(cfg)
     # convert_norm takes the batch per GPU (MABN's buffer) from the train dataloader
     convert_norm(cfg, cfg.get('norm', 'BN'), **cfg.get('norm_options', {}))
+    stack_fixes.fix_config(cfg.model)
     check_norm_types(cfg.model)
     hooks = list(cfg.get('custom_hooks') or [])
     if not any(h.get('type') == 'NormDetStateHook' for h in hooks):
@@ -139,6 +142,7 @@ class NormDetRunner(Runner):
 
     @classmethod
     def from_cfg(cls, cfg):
+        stack_fixes.apply()
         cfg = prepare_config(copy.deepcopy(cfg))
         runner = super().from_cfg(cfg)
         data = cfg['normdet_data']

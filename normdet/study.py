@@ -243,7 +243,7 @@ def markdown(runs, tables: dict, images: list, baseline: str) -> str:
 def write_study(work_dirs, out_dir: str, baseline: str = 'BN') -> str:
     """Collect, aggregate, plot and write ``out_dir/report.md`` (+ ``study.json``); returns the
     Markdown path."""
-    from .mmdet_fixes import atomic_write
+    from .io import atomic_write
     runs = collect(work_dirs)
     if not runs:
         raise FileNotFoundError(f'no run found in {list(work_dirs)} (a run folder holds '

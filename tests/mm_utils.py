@@ -8,8 +8,10 @@ from mmengine.utils import get_installed_path
 
 register_all_modules(init_default_scope=True)
 
-NORMS = ('BN', 'SyncBN', 'GN', 'FRN', 'MABN', 'DNB', 'DNC', 'RBN')
-NORMDET_NORMS = ('FRN', 'MABN', 'DNB', 'DNC', 'RBN')
+from normdet.norms import NORMS as _TABLE  # noqa: E402
+
+NORMS = tuple(_TABLE)  # every norm of the table: parametrisations follow it
+NORMDET_NORMS = tuple(n for n, spec in _TABLE.items() if spec.layer is not None)  # normdet's layers
 PACKAGED = {
     'ssdlite': 'mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py',
     'retinanet': 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',

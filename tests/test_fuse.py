@@ -1,5 +1,6 @@
-"""fold_norms on the three detectors: every eval-mode BN/SyncBN/RBN/MABN folds into its conv,
-CenConv becomes a plain conv, and the outputs do not change (float64)."""
+"""fold_norms on the three detectors: every eval-mode norm with an eval_affine in the table
+(BN/SyncBN/RBN/MABN/DN-C) folds into its conv, CenConv becomes a plain conv, and the outputs do
+not change (float64)."""
 import os.path as osp
 
 import pytest
@@ -10,10 +11,12 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mm_utils import REPO
-from normdet import MABN, RBN, CenConv2d, prepare_config
+from normdet import CenConv2d, prepare_config
 from normdet.fuse import fold_norms
+from normdet.norms import NORMS
 
-FOLDABLE = (_BatchNorm, RBN, MABN)
+FOLDABLE = tuple({s.layer_class for s in NORMS.values() if s.eval_affine is not None} | {_BatchNorm})
+FOLDABLE_NORMS = [n.lower() for n, s in NORMS.items() if s.eval_affine is not None]
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -29,14 +32,15 @@ def build(detector, norm):
     model = MODELS.build(cfg.model)
     model.init_weights()
     g = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # trained-looking statistics and affine parameters
+    with torch.no_grad():  # trained-looking statistics and parameters (a live DN-C SC module)
         for m in model.modules():
             if isinstance(m, FOLDABLE):
                 if hasattr(m, 'running_mean'):
                     m.running_mean.normal_(0, 0.5, generator=g)
                 m.running_var.uniform_(0.5, 2.0, generator=g)
                 for p in m.parameters():
-                    p.uniform_(0.5, 1.5, generator=g)
+                    p.uniform_(0.5, 1.5, generator=g) if p.dim() == 1 else p.normal_(
+                        0, 0.1, generator=g)
     return model.double().eval()
 
 
@@ -49,7 +53,7 @@ def flat(outs):
     return [t for o in outs for t in (o if isinstance(o, (list, tuple)) else [o])]
 
 
-@pytest.mark.parametrize('norm', ['bn', 'syncbn', 'rbn', 'mabn'])
+@pytest.mark.parametrize('norm', FOLDABLE_NORMS)
 @pytest.mark.parametrize('detector', ['ssdlite', 'retinanet_r50_fpn', 'mask_rcnn_r50_fpn'])
 def test_fold_keeps_outputs(detector, norm):
     model = build(detector, norm)

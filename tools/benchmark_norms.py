@@ -15,7 +15,6 @@ No assertion: the numbers are for reading; the JSON (--out) keeps them.
 """
 import argparse
 import json
-import math
 import statistics
 import time
 
@@ -28,9 +27,10 @@ DTYPES = dict(fp32=torch.float32, bf16=torch.bfloat16)
 
 
 def layers(c):
-    from normdet.layers import DNB, DNC, FRN, MABN, RBN
-    return dict(BN=nn.BatchNorm2d(c), GN=nn.GroupNorm(math.gcd(32, c), c), FRN=FRN(c),
-                MABN=MABN(c), DNB=DNB(c), DNC=DNC(c), RBN=RBN(c))
+    """Every norm of the table (normdet.norms) as its configs build it; SyncBN is BN in one
+    process and is left out."""
+    from normdet.norms import NORMS
+    return {name: spec.build(c) for name, spec in NORMS.items() if spec.sync != 'always'}
 
 
 def timer(device):

@@ -71,7 +71,7 @@ def run_one(args, norm, batch, seed, run_dir):
     status = 'done' if rc == 0 else 'diverged' if DIVERGED.search(text) else 'failed'
     info = dict(detector=args.detector, norm=norm, batch=batch, seed=seed, status=status,
                 returncode=rc, wall_s=round(time.monotonic() - start, 1), command=cmd)
-    from normdet.mmdet_fixes import atomic_write
+    from normdet.io import atomic_write
     atomic_write(osp.join(run_dir, 'sweep_run.json'), json.dumps(info, indent=2))
     return info
 

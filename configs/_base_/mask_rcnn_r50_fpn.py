@@ -1,7 +1,16 @@
-# Mask R-CNN R50-FPN from scratch, 2x schedule (the MABN paper's setting), 2 images per GPU;
-# box and mask AP. mmdet's Mask R-CNN normalizes only in the backbone.
+# Mask R-CNN R50-FPN from scratch, 2x schedule (the MABN paper's setting), 2 images per GPU; box
+# and mask AP. The norm sits in the backbone, the FPN, the 4conv1fc box head and the mask head,
+# as in mmdet's gn-all/scratch configs and the official MABN detector (mmdet's packaged Mask
+# R-CNN normalises only its backbone). norm_options.placement='backbone' keeps the norm in the
+# backbone only (the heads keep their 4conv1fc architecture, without norms).
 _base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_2x_coco.py', './normdet_runtime.py']
 
+norm_cfg = dict(type='BN', requires_grad=True)  # rewritten to `norm` by NormDetRunner
+model = dict(
+    neck=dict(norm_cfg=norm_cfg),
+    roi_head=dict(
+        bbox_head=dict(type='Shared4Conv1FCBBoxHead', conv_out_channels=256, norm_cfg=norm_cfg),
+        mask_head=dict(norm_cfg=norm_cfg)))
 data_root = None  # None: $NORMDET_DATA_ROOT or the embedded synthetic dataset
 train_dataloader = dict(batch_size=2, persistent_workers=False)  # exact --resume
 test_evaluator = dict(type='NormDetCocoMetric', metric=['bbox', 'segm'])

@@ -5,8 +5,10 @@ custom_imports = dict(imports=['normdet'], allow_failed_imports=False)
 # data_root or $NORMDET_DATA_ROOT names one), rewrites every BN to `norm` with its companions,
 # and makes --resume exact.
 runner_type = 'NormDetRunner'
-norm = 'BN'  # BN, SyncBN, GN, FRN, MABN, DNB, DNC or RBN
-# Arguments of normdet.convert_norm: num_groups (GN), target_batch (MABN's buffer =
-# target_batch // batch per GPU), scratch (norm_eval=False, no frozen stages, no ImageNet init).
-norm_options = dict(target_batch=32, scratch=True)
+norm = 'BN'  # BN, SyncBN, GN, FRN, MABN, DNB, DNC or RBN (the table in normdet/norms.py)
+# Arguments of normdet.convert_norm: placement ('all': every norm of the config; 'backbone': the
+# backbone's only), target_batch (MABN's buffer = target_batch / batch per GPU, rounded up, at
+# least 2), num_groups (GN), scratch (norm_eval=False, no frozen stages, no ImageNet init),
+# sync_stats (MABN, DN-B, DN-C, RBN reduce their statistics over all processes).
+norm_options = dict(placement='all', target_batch=32, scratch=True)
 randomness = dict(seed=0)

@@ -5,7 +5,7 @@ _base_ = ['mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py', './normde
 
 data_root = None  # None: $NORMDET_DATA_ROOT or the embedded synthetic dataset
 # MobileNetV2 has 16-, 24- and 144-channel layers: GN needs a group count dividing them all
-norm_options = dict(target_batch=32, scratch=True, num_groups=8)
+norm_options = dict(num_groups=8)
 # persistent workers would keep their random state across epochs, and --resume could not
 # reproduce it; non-persistent ones are re-seeded the same way every epoch
 train_dataloader = dict(persistent_workers=False)

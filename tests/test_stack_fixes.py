@@ -1,5 +1,6 @@
 """normdet's fixes for mmdet 3.3.0 + mmengine 0.10.7 under torch >= 2.6: mmengine checkpoints load
-with weights_only=True (and malicious ones still do not), and SSDLite can predict."""
+with weights_only=True (and malicious ones still do not), checkpoints are written atomically, and
+SSDLite can predict. ``import normdet`` alone changes nothing of the stack; ``apply()`` does."""
 import os
 import subprocess
 import sys
@@ -10,8 +11,9 @@ import torch
 from mmdet.registry import MODELS
 from mmdet.testing import demo_mm_inputs
 
-import normdet.mmdet_fixes
+import normdet
 from mm_utils import packaged
+from normdet import stack_fixes
 
 MAKE_CHECKPOINT = textwrap.dedent('''
     import sys, numpy as np, torch
@@ -27,8 +29,9 @@ MAKE_CHECKPOINT = textwrap.dedent('''
 
 LOAD = textwrap.dedent('''
     import sys, torch
+    import normdet  # registers, patches nothing
     if sys.argv[2] == 'normdet':
-        import normdet
+        normdet.stack_fixes.apply()
     from mmengine.runner import CheckpointLoader
     ck = CheckpointLoader.load_checkpoint(sys.argv[1], map_location='cpu')  # torch.load default
     print(ck['message_hub']['log_scalars']['train/loss'].mean(), int(ck['meta']['seed']))
@@ -45,7 +48,7 @@ def test_mmengine_checkpoint_loads_with_weights_only(tmp_path):
     assert python(MAKE_CHECKPOINT, path).returncode == 0
     plain = python(LOAD, path, 'plain')  # the bug: stock stack cannot read its own checkpoint
     assert plain.returncode != 0 and 'Weights only load failed' in plain.stderr
-    fixed = python(LOAD, path, 'normdet')
+    fixed = python(LOAD, path, 'normdet')  # after stack_fixes.apply()
     assert fixed.returncode == 0, fixed.stderr
     assert fixed.stdout.strip().splitlines()[-1].split() == ['2.0', '7']
 
@@ -64,6 +67,7 @@ class _Getattr:
 
 
 def test_malicious_checkpoints_still_rejected(tmp_path):
+    stack_fixes.apply()
     evil = _RunsCode()
     evil.marker = str(tmp_path / 'pwned')
     torch.save(dict(state_dict={}, x=evil), tmp_path / 'evil.pth')
@@ -78,9 +82,48 @@ def test_malicious_checkpoints_still_rejected(tmp_path):
             torch.load(tmp_path / 'getattr.pth')
 
 
+def test_import_changes_nothing_of_the_stack():
+    """`import normdet` registers new names only: mmdet's SSDHead, mmcv's SyncBN and mmengine's
+    LocalBackend.put stay the stack's own."""
+    code = textwrap.dedent('''
+        import mmcv.cnn, mmengine.fileio.backends.local_backend as lb, torch
+        from mmdet.models.dense_heads import SSDHead
+        from mmdet.registry import MODELS
+        put, sync = lb.LocalBackend.put, MODELS.get('SyncBN')
+        safe = set(map(str, torch.serialization.get_safe_globals()))
+        import normdet
+        assert MODELS.get('SSDHead') is SSDHead, MODELS.get('SSDHead')
+        assert MODELS.get('SyncBN') is sync and sync is not normdet.SyncBatchNorm
+        assert MODELS.get('NormDetSyncBN') is normdet.SyncBatchNorm
+        assert lb.LocalBackend.put is put
+        assert set(map(str, torch.serialization.get_safe_globals())) == safe
+        normdet.stack_fixes.apply()
+        assert lb.LocalBackend.put is not put
+        print('ok')
+    ''')
+    r = python(code)
+    assert r.returncode == 0 and r.stdout.strip() == 'ok', r.stderr[-2000:]
+
+
+def test_atomic_checkpoint_writes(tmp_path, monkeypatch):
+    """After apply(), a save that dies mid-write leaves the old checkpoint intact."""
+    from mmengine.fileio.backends.local_backend import LocalBackend
+    stack_fixes.apply()
+    target = tmp_path / 'epoch_1.pth'
+    LocalBackend().put(b'old', target)
+
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, 'fsync', lambda fd: (_ for _ in ()).throw(OSError('disk full')))
+    with pytest.raises(OSError, match='disk full'):
+        LocalBackend().put(b'new-but-cut', target)
+    monkeypatch.setattr(os, 'fsync', real_fsync)
+    assert target.read_bytes() == b'old' and os.listdir(tmp_path) == ['epoch_1.pth']
+
+
 def test_ssdlite_predicts():
-    assert MODELS.get('SSDHead') is normdet.mmdet_fixes.SSDHead
     cfg = packaged('ssdlite')
+    stack_fixes.fix_config(cfg.model)
+    assert cfg.model.bbox_head.type == 'NormDetSSDHead'
     cfg.model.bbox_head.num_classes = 3
     model = MODELS.build(cfg.model).eval()
     packed = demo_mm_inputs(batch_size=1, image_shapes=[(3, 160, 160)], num_classes=3)

@@ -1,0 +1,96 @@
+"""Fixes for what mmdet 3.3.0 + mmengine 0.10.7 break under torch >= 2.6. Nothing here runs on
+``import normdet``: ``apply()`` installs the process-wide ones, and ``NormDetRunner`` and the tools
+call it (idempotent; each fix is guarded by the versions it is known for).
+
+1. Checkpoints: torch.load defaults to ``weights_only=True`` (torch >= 2.6), which rejects the
+   numpy arrays and scalars and mmengine ``HistoryBuffer`` objects in an mmengine checkpoint's
+   message hub, so ``--resume`` fails. Rather than unpickling anything (a checkpoint from elsewhere
+   must not be able to run code), the exact types mmengine stores are allow-listed. ``HistoryBuffer``
+   pickles its statistics methods through ``getattr``; the name ``builtins.getattr`` is mapped to a
+   restricted getattr that resolves only those methods.
+2. Checkpoints are not written atomically (mmengine <= 0.10.7): ``LocalBackend.put`` opens the final
+   path and writes into it, so a crash (or a full disk) mid-save leaves a truncated ``epoch_N.pth``
+   that ``last_checkpoint`` may already name. ``put`` and ``put_text`` go through
+   ``normdet.io.atomic_write``: a reader sees the old file or the complete new one.
+3. ``SSDHead`` never sets ``loss_cls`` (mmdet <= 3.3.0), which ``BaseDenseHead._predict_by_feat_single``
+   reads, so SSDLite validation fails with AttributeError. normdet registers the fixed subclass
+   under its own name, ``NormDetSSDHead``; ``fix_config`` points a config's SSD heads at it.
+"""
+import pickle
+
+import mmdet
+import mmengine
+import numpy as np
+import torch
+from mmdet.models.dense_heads import SSDHead
+from mmdet.registry import MODELS
+from mmengine.fileio.backends.local_backend import LocalBackend
+from mmengine.logging import HistoryBuffer
+from mmengine.utils import digit_version
+
+from .io import atomic_write
+
+# HistoryBuffer's built-in statistics (its registry of them fills only when one is instantiated)
+_STATISTICS = frozenset(('min', 'max', 'current', 'mean'))
+
+
+def _restricted_getattr(obj, name: str):
+    if obj is HistoryBuffer and (name in _STATISTICS or name in HistoryBuffer._statistics_methods):
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'checkpoint asks for getattr({obj!r}, {name!r}); normdet only allows HistoryBuffer '
+        'statistics methods. Load it only if you trust its source (torch.load(weights_only=False))')
+
+
+MMENGINE_CHECKPOINT_GLOBALS = [
+    HistoryBuffer, np.ndarray, np.dtype, np._core.multiarray._reconstruct,
+    np._core.multiarray.scalar, (_restricted_getattr, 'builtins.getattr'),
+    # the concrete dtype classes of numeric arrays and scalars (numpy 2 pickles dtypes by class)
+    *{type(np.dtype(t)) for t in ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16',
+                                  'uint32', 'uint64', 'float16', 'float32', 'float64')},
+]
+
+
+def _atomic_put(self, obj: bytes, filepath) -> None:
+    atomic_write(filepath, obj)
+
+
+def _atomic_put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
+    atomic_write(filepath, obj.encode(encoding))
+
+
+@MODELS.register_module()
+class NormDetSSDHead(SSDHead):
+    """mmdet's SSDHead with the missing ``loss_cls`` attribute: softmax scores, as SSD intends."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_cls = None
+
+
+def _version(module) -> tuple:
+    return digit_version(module.__version__)
+
+
+TORCH_LOADS_WEIGHTS_ONLY = _version(torch) >= digit_version('2.6.0')
+MMENGINE_PUT_NOT_ATOMIC = _version(mmengine) <= digit_version('0.10.7')
+MMDET_SSDHEAD_LACKS_LOSS_CLS = _version(mmdet) <= digit_version('3.3.0')
+
+
+def apply() -> None:
+    """Install the process-wide fixes (1 and 2) where the installed versions need them."""
+    if TORCH_LOADS_WEIGHTS_ONLY:
+        torch.serialization.add_safe_globals(MMENGINE_CHECKPOINT_GLOBALS)
+    if MMENGINE_PUT_NOT_ATOMIC:
+        LocalBackend.put = _atomic_put
+        LocalBackend.put_text = _atomic_put_text
+
+
+def fix_config(model_cfg) -> None:
+    """Point the config's SSD heads at ``NormDetSSDHead`` (fix 3), in place."""
+    if not MMDET_SSDHEAD_LACKS_LOSS_CLS:
+        return
+    for key in ('bbox_head',):
+        head = model_cfg.get(key)
+        if isinstance(head, dict) and head.get('type') == 'SSDHead':
+            head['type'] = 'NormDetSSDHead'

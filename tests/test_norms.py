@@ -1,0 +1,108 @@
+"""The norm table (normdet.norms): every entry builds its layer, inside and outside mmcv, its
+norm_cfg follows BN's as the entry says, and a new norm needs only its layer and one entry."""
+import pytest
+import torch
+from mmcv.cnn import build_norm_layer
+from mmdet.registry import MODELS
+from torch import nn
+
+from mm_utils import packaged
+from normdet import check_norm_types, convert_norm, registry
+from normdet.fuse import fold_norms
+from normdet.norms import NORMS, Norm, NormContext, batch_free_norms, get_norm, norm_of, register_norm
+from normdet.optim import NormDetOptimWrapperConstructor
+
+
+@pytest.mark.parametrize('name', NORMS)
+def test_entry_builds_the_same_layer_with_and_without_mmcv(name):
+    spec = NORMS[name]
+    plain = spec.build(32)
+    cfg = spec.norm_cfg(dict(type='BN', requires_grad=False), NormContext(batch_per_gpu=4))
+    _, built = build_norm_layer(cfg, 32)
+    assert type(plain) is type(built) is spec.layer_class
+    assert norm_of(plain) is norm_of(built) is spec
+    assert not any(p.requires_grad for p in built.parameters())  # requires_grad carries over
+    x = torch.randn(2, 32, 5, 5)
+    assert built.train()(x).shape == x.shape
+
+
+def test_norm_cfg_from_bn():
+    bn = dict(type='BN', eps=1e-3, momentum=0.03, requires_grad=True)
+    ctx = NormContext(batch_per_gpu=24, num_groups=8, sync_stats=True)
+    assert get_norm('DNB').norm_cfg(bn, ctx) == dict(type='DNB', requires_grad=True, eps=1e-3,
+                                                     momentum=0.03, sync_stats=True)
+    assert get_norm('GN').norm_cfg(bn, ctx) == dict(type='GN', requires_grad=True, num_groups=8)
+    assert get_norm('FRN').norm_cfg(bn, ctx) == dict(type='FRN', requires_grad=True, eps=1e-6,
+                                                     learnable_eps='auto')
+    # MABN: the paper's own eps/momentum (momentum weighs the old value), a buffer of
+    # ceil(32 / batch) iterations, never 1
+    mabn = get_norm('MABN').norm_cfg(bn, ctx)
+    assert mabn == dict(type='MABN', requires_grad=True, buffer_size=2, sync_stats=True)
+    for batch, buffer in ((1, 32), (2, 16), (3, 11), (16, 2), (24, 2), (32, 2), (64, 2)):
+        assert get_norm('MABN').norm_cfg({}, NormContext(batch_per_gpu=batch))['buffer_size'] == buffer
+    assert get_norm('BN').norm_cfg({}) == dict(type='BN', requires_grad=True, eps=1e-5, momentum=0.1)
+    assert set(batch_free_norms()) == {'GN', 'FRN'}
+
+
+def test_table_is_consistent():
+    for spec in NORMS.values():
+        assert spec.sync in ('always', 'option', 'never')
+        if spec.sync == 'option':
+            assert 'sync_stats' in spec.layer.__init__.__code__.co_varnames
+        assert spec.paper
+    with pytest.raises(ValueError, match="unknown norm 'XN'; choose one of BN, SyncBN, GN"):
+        get_norm('XN')
+    with pytest.raises(ValueError, match='already registered'):
+        register_norm(NORMS['BN'])
+
+
+class ScaleNorm(nn.Module):
+    """A toy norm for the test below: x / rms over (N, H, W) per channel, times a scale; in eval,
+    by a running rms."""
+
+    def __init__(self, num_features, eps=1e-5):
+        super().__init__()
+        self.num_features, self.eps = num_features, eps
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.register_buffer('running_ms', torch.ones(num_features))
+
+    def forward(self, x):
+        if self.training:
+            ms = x.square().mean(dim=(0, 2, 3))
+            self.running_ms.lerp_(ms.detach(), 0.1)
+        else:
+            ms = self.running_ms
+        return x * (self.weight * torch.rsqrt(ms + self.eps)).view(1, -1, 1, 1)
+
+
+@pytest.fixture
+def toy_norm():
+    spec = register_norm(Norm('TOY', 'ToyScaleNorm', layer=ScaleNorm, paper='none', eval_affine=(
+        lambda m: (m.weight * torch.rsqrt(m.running_ms + m.eps), torch.zeros_like(m.weight)))))
+    registry.register_layers()
+    yield spec
+    del NORMS['TOY']
+    MODELS.module_dict.pop('ToyScaleNorm', None)
+    MODELS.parent.module_dict.pop('ToyScaleNorm', None)
+
+
+def test_a_new_norm_is_one_entry(toy_norm):
+    """convert, the registry, the optimizer rule and folding all pick a new entry up."""
+    cfg = convert_norm(packaged('retinanet'), 'TOY')
+    check_norm_types(cfg.model)
+    model = MODELS.build(cfg.model)
+    norms = [m for m in model.modules() if isinstance(m, ScaleNorm)]
+    assert len(norms) == 53
+    ctor = NormDetOptimWrapperConstructor(
+        dict(optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-4)), dict(norm_decay_mult=0.))
+    groups = {id(g['params'][0]): g for g in ctor(model).optimizer.param_groups}
+    assert all(groups[id(m.weight)]['weight_decay'] == 0 for m in norms)
+    with torch.no_grad():
+        for m in norms:
+            m.running_ms.uniform_(0.5, 2)
+    model.eval()
+    x = torch.randn(1, 3, 64, 64)
+    before = model.backbone(x)
+    assert fold_norms(model.backbone) == 53
+    for a, b in zip(before, model.backbone(x)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
