@@ -8,6 +8,7 @@ if [ ! -f "$venv/.complete" ]; then
   echo "normdet's environment is not built yet ($venv): run  bash tools/setup_env.sh" >&2
   exit 1
 fi
-export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv"
+# this clone's normdet first, whichever clone the venv's editable install points at
+export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
 cd "$here"
 exec "$@"
