@@ -37,3 +37,15 @@ def check_finite(layer, *stats: torch.Tensor) -> None:
 def upcast(x: torch.Tensor) -> torch.Tensor:
     """Statistics are computed in float32 for half inputs (bf16/fp16), in the input dtype otherwise."""
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def nonfinite_layers(model) -> list:
+    """Names of the normdet layers in ``model`` that saw non-finite statistics in training since
+    the last call, which resets them. Layers record it on the device (``_nonfinite``, no host
+    sync); this call synchronises once, so a training loop calls it once per iteration."""
+    names = [name for name, m in model.named_modules()
+             if getattr(m, '_nonfinite', None) is not None and bool(m._nonfinite)]
+    for m in model.modules():
+        if getattr(m, '_nonfinite', None) is not None:
+            m._nonfinite = None
+    return names
