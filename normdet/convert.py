@@ -17,6 +17,9 @@ companions:
   ``input_bn=True``, the online input normalisation (``RBNDetDataPreprocessor``, mean/std removed).
   Every other norm gets ``NormDetOptimWrapperConstructor``: MMEngine's default rule, with
   ``norm_decay_mult`` applying to normdet's norms as to BN and GN.
+- batch statistics (``batch_stats``) in a head whose convolutions are shared across pyramid
+  levels (RetinaNet's towers): one norm per level, the convolutions shared, as detectron2's
+  RetinaNetHead does (``normdet.heads``; ``per_level=False`` shares the norm instead).
 ``placement='backbone'`` removes the norm from every component outside the backbone instead
 (their convolutions then get biases), for every norm, BN included: the backbone-only placement.
 ``scratch=True`` (training from scratch, as all normdet configs do): ``norm_eval=False``,
@@ -29,6 +32,8 @@ from .errors import ConfigError
 from .norms import NORMS, NormContext, get_norm
 
 BN_TYPES = ('BN', 'BN2d', 'SyncBN', 'NaiveSyncBN', 'NormDetSyncBN')
+# heads that run one set of convolutions on every pyramid level -> their per-level-norm variant
+SHARED_HEADS = {'RetinaHead': 'NormDetRetinaHead'}
 PLACEMENTS = ('all', 'backbone')
 
 
@@ -92,7 +97,7 @@ def _scratch(component: dict) -> None:
 
 def convert_norm(cfg, norm: str, *, batch_per_gpu: int = None, target_batch: int = 32,
                  num_groups: int = 32, scratch: bool = True, input_bn: bool = True,
-                 sync_stats: bool = False, placement: str = 'all'):
+                 sync_stats: bool = False, placement: str = 'all', per_level: bool = True):
     """Rewrite ``cfg`` (an mmengine Config or a dict with a ``model`` key) in place; returns it.
 
     ``batch_per_gpu`` defaults to the train dataloader's batch size (MABN's buffer follows it);
@@ -119,6 +124,8 @@ def convert_norm(cfg, norm: str, *, batch_per_gpu: int = None, target_batch: int
         component['norm_cfg'] = spec.norm_cfg(old, ctx)
         if spec.conv and _accepts(component, 'conv_cfg'):
             component['conv_cfg'] = dict(type=spec.conv)
+        if per_level and spec.batch_stats and component.get('type') in SHARED_HEADS:
+            component['type'] = SHARED_HEADS[component['type']]
 
     model = cfg['model']
     _walk(model, rewrite)

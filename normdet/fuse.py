@@ -13,7 +13,9 @@ the norm an ``nn.Identity``. A weight-centralised ``CenConv2d`` first becomes a 
 holding its centred weight W - mean(W) (centring commutes with the per-channel scale), so the
 centring costs nothing at inference either, whether or not a norm follows.
 
-Not folded, because no identity allows it (``eval_affine`` None): FRN (x * rsqrt(mean(x^2)) is
+Not folded: the per-level norms of a head whose convolution is shared by the pyramid levels
+(``normdet.heads.PerLevelNorm``, RetinaNet's towers with batch-statistics norms): one conv cannot
+hold five affines. Also not folded, because no identity allows it (``eval_affine`` None): FRN (x * rsqrt(mean(x^2)) is
 per sample and invariant to the conv's scale, so its affine cannot move into the conv before it;
 with TLU after it, not into the conv after either), GN (per-sample statistics), DN-B (per-sample
 affine).

@@ -151,6 +151,11 @@ def rbn_affine(norm) -> tuple:
     return s, norm.bias - norm.running_mean * s
 
 
+def dnc_affine(norm) -> tuple:
+    """DN-C in eval: BN's affine with the SC module's output on the running statistics added."""
+    return norm.eval_affine()
+
+
 def _mabn_buffer(ctx: NormContext) -> dict:
     # the paper: buffer = target batch / batch per GPU (32 / 2 = 16). Rounded up and at least 2,
     # so the moving average always spans iterations (32 // 24 would silently give 1).
@@ -175,7 +180,7 @@ register_norm(Norm(
 register_norm(Norm(
     'DNB', 'DNB', layer=DNB, bn_args=True, sync='option', paper='Liu et al. 2021'))
 register_norm(Norm(
-    'DNC', 'DNC', layer=DNC, bn_args=True, sync='option',
+    'DNC', 'DNC', layer=DNC, bn_args=True, sync='option', eval_affine=dnc_affine,
     paper='Liu et al. 2021'))
 register_norm(Norm(
     'RBN', 'RBN', layer=RBN, bn_args=True, sync='option',

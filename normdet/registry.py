@@ -12,7 +12,7 @@ Parameter-name abbreviations come from each class's ``_abbr_`` (frn, mabn, dnb, 
 """
 from mmengine.registry import MODELS
 
-from . import norm_act, optim, preprocessor, stack_fixes  # noqa: F401  (register their classes)
+from . import heads, norm_act, optim, preprocessor, stack_fixes  # noqa: F401  (they register)
 from .layers import CenConv2d
 from .norms import NORMS
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import assert_close_all, forward_backward, randn
-from normdet.layers import DNB, DNC
+from normdet.layers import DNB, DNC, nonfinite_layers
 
 EPS = 1e-5
 
@@ -14,9 +14,11 @@ def dn_reference(x, layer, mean=None, var=None):
     SE-style MLP on per-sample (DN-B) or batch (DN-C) [mean, std]."""
     C = x.shape[1]
     M = x.shape[0] * x.shape[2] * x.shape[3]
+    sc_var = var  # eval: DN-C's SC module sees the running statistics
     if mean is None:
         mean = x.sum(dim=(0, 2, 3)) / M
         var = ((x - mean[None, :, None, None]) ** 2).sum(dim=(0, 2, 3)) / M
+        sc_var = var * M / (M - 1)  # training: the unbiased std, the quantity running_var tracks
     x_hat = (x - mean[None, :, None, None]) / torch.sqrt(var + EPS)[None, :, None, None]
     if isinstance(layer, DNB):
         hw = x.shape[2] * x.shape[3]
@@ -24,7 +26,7 @@ def dn_reference(x, layer, mean=None, var=None):
         s_var = ((x - s_mean[:, :, None, None]) ** 2).sum(dim=(2, 3)) / hw
         s = torch.cat([s_mean, torch.sqrt(s_var + EPS)], dim=1)
     else:
-        s = torch.cat([mean, torch.sqrt(var + EPS)])[None]
+        s = torch.cat([mean, torch.sqrt(sc_var + EPS)])[None]
     fc1, fc2 = layer.sc[0], layer.sc[2]
     h = torch.clamp(s @ fc1.weight.T + fc1.bias, min=0)
     o = h @ fc2.weight.T + fc2.bias
@@ -81,16 +83,52 @@ def test_eval_matches_reference(cls, N):
     assert torch.equal(layer.running_mean, before)
 
 
-def test_dnb_is_per_sample_and_dnc_batch_shared():
-    x = torch.randn(2, 16, 4, 4, dtype=torch.float64) * 3
-    b, c = make(DNB).eval(), make(DNC).eval()
-    # eval: DN-B's output for a sample does not depend on the other samples; nor does DN-C's
-    torch.testing.assert_close(b(x)[:1], b(x[:1]))
-    torch.testing.assert_close(c(x)[:1], c(x[:1]))
-    # DN-B's SC input differs per sample, so scale differs per sample even for equal x_hat
-    s = torch.stack([x[0], x[0] * 2])
-    y = b(s)
-    assert not torch.allclose(y[0], y[1] / 2)
+def effective_scale(layer, x):
+    """Training mode: the scale g[n, c] with y = g x_hat + b per sample and channel (x_hat the BN
+    normalisation by batch statistics), by least squares over (H, W)."""
+    with torch.no_grad():
+        y = layer.train()(x)
+        mean, var = x.mean(dim=(0, 2, 3), keepdim=True), x.var(dim=(0, 2, 3), keepdim=True,
+                                                                unbiased=False)
+        x_hat = (x - mean) / torch.sqrt(var + EPS)
+        xc = x_hat - x_hat.mean(dim=(2, 3), keepdim=True)
+        yc = y - y.mean(dim=(2, 3), keepdim=True)
+        return (xc * yc).sum(dim=(2, 3)) / (xc * xc).sum(dim=(2, 3))
+
+
+@pytest.mark.parametrize('cls', [DNB, DNC, torch.nn.BatchNorm2d])
+def test_dnb_is_per_sample_and_dnc_batch_shared(cls):
+    """DN-B: each sample's scale depends on that sample alone, and differs between samples.
+    DN-C: one scale per channel shared by the batch, which depends on the batch. Plain BN (a
+    fixed scale) is neither, so each claim fails for it."""
+    x = randn(3, 16, 4, 4, scale=2.0, shift=0.5).detach()
+    other = x.clone()
+    other[1:] = other[1:] * 3 + 1  # the rest of the batch changes, sample 0 does not
+    layer = make(cls).double() if cls is not torch.nn.BatchNorm2d else cls(16).double()
+    g, g_other = effective_scale(layer, x), effective_scale(layer, other)
+    per_sample = (torch.allclose(g[0], g_other[0], rtol=1e-9, atol=1e-9)
+                  and not torch.allclose(g[0], g[1], rtol=1e-3, atol=1e-3))
+    batch_shared = (torch.allclose(g[0], g[1], rtol=1e-9, atol=1e-9)
+                    and not torch.allclose(g[0], g_other[0], rtol=1e-3, atol=1e-3))
+    assert (per_sample, batch_shared) == (cls is DNB, cls is DNC)
+
+
+def test_dnc_sees_one_std_in_train_and_eval():
+    """DN-C's SC input is the same quantity in train and eval (the unbiased std that running_var
+    tracks): with momentum 1 the running statistics are this batch's, and the eval-time scale
+    equals the training scale."""
+    layer = make(DNC)
+    layer.momentum = 1.0
+    x = randn(2, 16, 3, 3, scale=2.0, shift=0.5).detach()
+    g_train = effective_scale(layer, x)[0]
+    a, _ = layer.eval().eval_affine()
+    g_eval = a * torch.sqrt(layer.running_var + EPS)
+    torch.testing.assert_close(g_eval, g_train, rtol=1e-9, atol=1e-9)
+    y = layer(x)  # eval is that fixed affine
+    s, t = layer.eval_affine()
+    torch.testing.assert_close(y, x * s.view(1, -1, 1, 1) + t.view(1, -1, 1, 1))
+    with pytest.raises(TypeError, match='no eval-time affine'):
+        make(DNB).eval_affine()
 
 
 @pytest.mark.parametrize('cls', [DNB, DNC])
@@ -158,7 +196,7 @@ def test_bad_input(cls):
     layer.train()
     x = torch.randn(2, 8, 3, 3)
     x[1, 2, 1, 1] = float('inf')
-    before = layer.running_var.clone()
-    with pytest.raises(FloatingPointError, match='non-finite'):
-        layer(x)
-    assert torch.equal(layer.running_var, before) and int(layer.num_batches_tracked) == 0
+    before = layer.running_var.clone(), layer.running_mean.clone()
+    layer(x)  # no host sync in training: the layer flags it, the buffers stay
+    assert torch.equal(layer.running_var, before[0]) and torch.equal(layer.running_mean, before[1])
+    assert nonfinite_layers(layer) == [cls.__name__] and nonfinite_layers(layer) == []

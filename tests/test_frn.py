@@ -47,6 +47,43 @@ def test_learnable_eps_matches_reference_and_gets_gradient():
     assert layer.eps_l.grad is not None and layer.eps_l.grad.abs().item() > 0
 
 
+def test_auto_learnable_eps_only_on_1x1_maps():
+    """learnable_eps='auto' (normdet's configs): eps + |eps_l| on 1x1 inputs, the paper's fixed
+    eps on larger ones, where eps_l stays in the graph with a zero gradient (DDP needs every
+    parameter in the graph)."""
+    layer = make(3, learnable_eps='auto')
+    with torch.no_grad():
+        layer.eps_l.fill_(0.3)  # large, so using it or not shows in the output
+    x = randn(2, 3, 1, 1)
+    y = layer(x)
+    torch.testing.assert_close(y, frn_reference(x, layer.weight, layer.bias, layer.tau, 1e-6 + 0.3))
+    y.sum().backward()
+    assert layer.eps_l.grad.abs().item() > 0
+    layer.eps_l.grad = None
+    x = randn(2, 3, 4, 4)
+    y = layer(x)
+    torch.testing.assert_close(y, frn_reference(x, layer.weight, layer.bias, layer.tau, 1e-6))
+    y.sum().backward()
+    assert layer.eps_l.grad is not None and layer.eps_l.grad.item() == 0
+    with pytest.raises(ValueError, match='learnable_eps must be one of'):
+        FRN(3, learnable_eps='yes')
+
+
+def test_learnable_eps_keeps_the_gradient_alive_on_1x1_maps():
+    """On a 1x1 map FRN with a fixed eps is sign(x): its input gradient vanishes (the issue's
+    3.2e-6 median against 0.675 on a 10x10 map); the learnable eps (1e-4 at init) keeps it
+    about 50x larger, and it grows as eps_l is learned."""
+    x = torch.randn(64, 32, 1, 1, requires_grad=True)
+
+    def median_grad(layer):
+        x.grad = None
+        layer(x).backward(torch.randn(64, 32, 1, 1, generator=torch.Generator().manual_seed(0)))
+        return x.grad.abs().median().item()
+    fixed, learned = median_grad(FRN(32, tlu=False)), median_grad(FRN(32, tlu=False,
+                                                                    learnable_eps='auto'))
+    assert fixed < 1e-5 and learned > 1e-4 and learned > 20 * fixed
+
+
 def test_init_is_identity_affine_and_relu_like():
     layer = FRN(4)
     assert torch.equal(layer.weight, torch.ones(4)) and torch.equal(layer.bias, torch.zeros(4))

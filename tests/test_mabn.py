@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import randn
-from normdet.layers import MABN, CenConv2d
+from normdet.layers import MABN, CenConv2d, nonfinite_layers, raise_if_nonfinite
 
 EPS = 1e-5
 
@@ -91,6 +91,62 @@ def test_matches_reference_over_iterations(N):
     torch.testing.assert_close(layer.eval()(x), ref.eval(x.detach(), w, b), rtol=1e-10, atol=1e-10)
 
 
+def test_matches_reference_at_the_papers_defaults():
+    """The paper's detection settings (buffer 16, warm-up 100, renorm after 1000 iterations,
+    r_max 5, momentum 0.98), over 1040 iterations: the moving averages, the switch from
+    warm-up to the buffer, and the renormalisation that starts at iteration 1001."""
+    layer = MABN(4).double()
+    ref = MABNReference(4, buffer_size=16, warmup_iters=100, renorm_iters=1000, r_max=5.0,
+                        momentum=0.98)
+    w, b = layer.weight.detach(), layer.bias.detach()
+    r_not_one = False
+    for it in range(1040):
+        g = torch.Generator().manual_seed(it)
+        x = (torch.randn(2, 4, 2, 3, dtype=torch.float64, generator=g)
+             * (0.5 + (it // 50) % 3)).requires_grad_()  # scale drifts: r moves off 1
+        dy = torch.randn(2, 4, 2, 3, dtype=torch.float64, generator=g)
+        got = step_layer(layer, x, dy)
+        if it in (0, 15, 16, 99, 100, 101, 500, 999, 1000, 1001, 1039):
+            want = ref.step(x.detach(), w, b, dy)
+            for u, v, what in zip(got, want, ('y', 'dx', 'dweight', 'dbias')):
+                torch.testing.assert_close(u, v, rtol=1e-9, atol=1e-9, msg=f'{what} at it {it}')
+            torch.testing.assert_close(layer.running_var, ref.running_var, rtol=1e-12, atol=1e-12)
+            if it >= 1000:
+                var = torch.stack(ref.x2_hist[-16:]).mean(0)
+                r_not_one |= bool(((var + EPS) / (ref.running_var + EPS) - 1).abs().max() > 0.05)
+        else:
+            ref.step(x.detach(), w, b, dy)
+    assert int(layer.iters) == 1040 and r_not_one
+
+
+@pytest.mark.parametrize('reentrant', [True, False])
+def test_activation_checkpointing_counts_one_step(reentrant):
+    """mmdet's with_cp=True recomputes the forward inside backward: MABN advances once per step
+    and gives the gradients of the step without checkpointing."""
+    from torch.utils.checkpoint import checkpoint
+    torch.manual_seed(0)
+    conv = CenConv2d(3, 4, 3, padding=1).double()
+    plain, cp = MABN(4, **CFG).double(), MABN(4, **CFG).double()
+    for it in range(7):
+        x, dy = batch(it, C=3)
+        dy = dy[:, :1].expand(-1, 4, -1, -1).contiguous()
+        for layer, use_cp in ((plain, False), (cp, True)):
+            conv.zero_grad()
+            xi = x.detach().requires_grad_()
+            f = lambda t, layer=layer: layer(conv(t))  # noqa: E731
+            y = checkpoint(f, xi, use_reentrant=reentrant) if use_cp else f(xi)
+            y.backward(dy)
+            grads = (xi.grad, conv.weight.grad.clone(), layer.weight.grad.clone())
+            layer.weight.grad = None
+            if use_cp:
+                for u, v in zip(grads, ref_grads):
+                    torch.testing.assert_close(u, v, rtol=1e-12, atol=1e-12)
+            ref_grads = grads
+        assert int(cp.iters) == int(plain.iters) == it + 1
+    for k, v in plain.state_dict().items():
+        torch.testing.assert_close(cp.state_dict()[k], v, rtol=1e-12, atol=1e-12)
+
+
 def test_clamp_binds():
     """The scenario above must exercise r != 1 and the clamp, or it tests nothing."""
     layer, ref = make_pair()
@@ -156,15 +212,21 @@ def test_channels_last():
 
 
 def test_non_finite_input_leaves_state_untouched():
+    """No host sync in training: a NaN input flags the layer (read once per iteration by the
+    training loop) and leaves the moving averages and running_var as they were."""
     layer = MABN(4)
     layer(torch.randn(2, 4, 3, 3)).sum().backward()
     before = {k: v.clone() for k, v in layer.state_dict().items()}
-    x = torch.randn(2, 4, 3, 3)
-    x[0, 1, 0, 0] = float('nan')
-    with pytest.raises(FloatingPointError, match='non-finite'):
-        layer(x)
+    x = torch.randn(2, 4, 3, 3, requires_grad=True)
+    x.data[0, 1, 0, 0] = float('nan')
+    layer(x).sum().backward()
     for k, v in layer.state_dict().items():
-        assert torch.equal(v, before[k]), k
+        if k != 'iters':  # the counter counts the step (training stops there)
+            assert torch.equal(v, before[k]), k
+    assert nonfinite_layers(layer) == ['MABN'] and nonfinite_layers(layer) == []
+    with pytest.raises(FloatingPointError, match='MABN got non-finite'):
+        layer(x)
+        raise_if_nonfinite(layer)
 
 
 def test_bad_input():

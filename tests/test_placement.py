@@ -12,6 +12,7 @@ from mmengine.config import Config
 from mm_utils import DETECTORS, REPO
 from normdet import prepare_config
 from normdet.data import CLASSES
+from normdet.heads import PerLevelNorm
 from normdet.norm_act import ACTIVATIONS, has_fused_act
 from normdet.norms import NORMS, norm_of
 
@@ -49,11 +50,19 @@ def component(name: str) -> str:
     return '.'.join(parts[:2]) if parts[0] == 'roi_head' else parts[0]
 
 
+def norm_units(model) -> list:
+    """(name, module) of every place a norm runs: a norm, or a PerLevelNorm (one norm per
+    pyramid level in a shared head) counted once; the input BN of RBN's preprocessor left out."""
+    inside = {id(c) for m in model.modules() if isinstance(m, PerLevelNorm) for c in m.norms}
+    return [(n, m) for n, m in model.named_modules()
+            if (isinstance(m, PerLevelNorm) or norm_of(m) is not None) and id(m) not in inside
+            and not n.startswith('data_preprocessor')]
+
+
 def count_norms(model) -> dict:
     counts = {}
-    for name, m in model.named_modules():
-        if norm_of(m) is not None and not name.startswith('data_preprocessor'):
-            counts[component(name)] = counts.get(component(name), 0) + 1
+    for name, _ in norm_units(model):
+        counts[component(name)] = counts.get(component(name), 0) + 1
     return counts
 
 
@@ -64,6 +73,35 @@ def test_norm_counts_per_component(detector, norm):
     assert count_norms(model) == COUNTS[detector]
     assert all(norm_of(m) is NORMS[norm] for n, m in model.named_modules()
                if norm_of(m) is not None and not n.startswith('data_preprocessor'))
+    # RetinaNet's towers share their convs over 5 levels: batch-statistics norms are per level
+    per_level = [m for m in model.modules() if isinstance(m, PerLevelNorm)]
+    if detector == 'retinanet_r50_fpn' and NORMS[norm].batch_stats:
+        assert len(per_level) == 8 and all(len(m.norms) == 5 for m in per_level)
+    else:
+        assert per_level == []
+
+
+def test_per_level_norms_see_their_own_level():
+    """Each level's norm of a RetinaNet tower is trained on that level only: after one training
+    forward, the five running means of a BN position differ and each matches its level."""
+    cfg, model = build('retinanet_r50_fpn', 'BN')
+    unit = model.bbox_head.cls_convs[0].bn
+    seen = {}
+
+    def record(level):
+        def hook(module, inputs):
+            seen.setdefault(level, inputs[0].detach().mean(dim=(0, 2, 3)))
+        return hook
+    hooks = [n.register_forward_pre_hook(record(level)) for level, n in enumerate(unit.norms)]
+    model.train()
+    with torch.enable_grad():
+        loss_forward(model, (96, 128))
+    for h in hooks:
+        h.remove()
+    assert sorted(seen) == [0, 1, 2, 3, 4]
+    for level, n in enumerate(unit.norms):
+        torch.testing.assert_close(n.running_mean, 0.1 * seen[level])
+        assert n.num_batches_tracked.item() == 1
 
 
 @pytest.mark.parametrize('detector', DETECTORS)
@@ -87,8 +125,7 @@ def norm_outputs_feeding_activations(model, x):
     Norm outputs are recorded as (object, version); an activation reading the same tensor at the
     same version reads the norm's output (an in-place residual sum in between bumps the version).
     Returns {norm index: fed an activation}."""
-    norms = [m for n, m in model.named_modules()
-             if norm_of(m) is not None and not n.startswith('data_preprocessor')]
+    norms = [m for _, m in norm_units(model)]
     index = {id(m): i for i, m in enumerate(norms)}
     produced, fed, keep = {}, {i: False for i in range(len(norms))}, []
 
@@ -178,3 +215,19 @@ def test_one_eps_momentum_convention_per_detector(detector):
             assert {(m.eps, m.momentum) for m in layers} == {(eps, momentum)}, name
     mabn = [m for m in build(detector, 'MABN')[1].modules() if norm_of(m) is NORMS['MABN']]
     assert {(m.eps, m.momentum) for m in mabn} == {(1e-5, 0.98)}  # the paper's, its own meaning
+
+
+def test_mabn_counts_one_step_under_activation_checkpointing():
+    """mmdet's with_cp=True (a ResNet option) recomputes each block's forward in backward: every
+    MABN layer of the detector still advances exactly one iteration per training step."""
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'retinanet_r50_fpn_mabn.py'))
+    cfg.model.backbone.with_cp = True
+    prepare_config(cfg)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    for step in (1, 2):
+        losses = loss_forward(model, (96, 128))
+        model.parse_losses(losses)[0].backward()
+        mabn = [m for m in model.modules() if norm_of(m) is NORMS['MABN']]
+        assert len(mabn) > 50 and {int(m.iters) for m in mabn} == {step}

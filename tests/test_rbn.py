@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import assert_close_all, forward_backward, randn
-from normdet.layers import RBN
+from normdet.layers import RBN, nonfinite_layers
 
 EPS = 1e-5
 
@@ -86,8 +86,7 @@ def test_bad_input():
         layer(torch.randn(1, 4, 1, 1))
     x = torch.randn(2, 4, 3, 3)
     x[0, 0, 0, 0] = float('nan')
-    with pytest.raises(FloatingPointError, match='non-finite'):
-        layer(x)
+    layer(x)  # no host sync in training: the layer flags it, the buffers stay
     assert torch.equal(layer.running_mean, torch.zeros(4))
     assert torch.equal(layer.running_var, torch.ones(4))
-    assert int(layer.num_batches_tracked) == 0
+    assert nonfinite_layers(layer) == ['RBN'] and nonfinite_layers(layer) == []

@@ -25,13 +25,29 @@ def check_batch_stats(layer, x: torch.Tensor, processes: int = 1) -> None:
                          'or choose a batch-independent norm (GN, FRN)')
 
 
-def check_finite(layer, *stats: torch.Tensor) -> None:
-    """Refuse statistics that would poison running buffers (NaN/Inf input)."""
-    if not all(bool(torch.isfinite(s).all()) for s in stats):
-        raise FloatingPointError(
-            f'{type(layer).__name__} got non-finite (NaN/Inf) input in training; its running '
-            'statistics were left unchanged. The model has diverged before this layer: lower the '
-            'learning rate, add warm-up or gradient clipping, or train with fp32 instead of fp16')
+def finite(*stats: torch.Tensor) -> torch.Tensor:
+    """A 0-dim bool tensor on the statistics' device: all of them finite. No host sync."""
+    ok = torch.isfinite(stats[0]).all()
+    for s in stats[1:]:
+        ok = ok & torch.isfinite(s).all()
+    return ok
+
+
+def flag_nonfinite(layer, *stats: torch.Tensor) -> torch.Tensor:
+    """Record on ``layer`` (device-side, no host sync) whether these statistics were
+    non-finite; returns the 0-dim "all finite" tensor, for guarded state updates
+    (``torch.where(ok, new, old)``) that leave running buffers unchanged on NaN/Inf input.
+    The training loop reads the flags once per iteration (:func:`nonfinite_layers`)."""
+    ok = finite(*(s.detach() for s in stats))
+    bad = ~ok
+    layer._nonfinite = bad if getattr(layer, '_nonfinite', None) is None else layer._nonfinite | bad
+    return ok
+
+
+NONFINITE_MESSAGE = ('got non-finite (NaN/Inf) input in training; its running statistics were '
+                     'left unchanged. The model has diverged before this layer: lower the '
+                     'learning rate, add warm-up or gradient clipping, or train with fp32 '
+                     'instead of fp16')
 
 
 def upcast(x: torch.Tensor) -> torch.Tensor:
@@ -39,13 +55,26 @@ def upcast(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+def raise_if_nonfinite(model) -> None:
+    """Raise FloatingPointError naming the layers of ``model`` that saw non-finite statistics
+    (one host sync); for plain-PyTorch loops that want normdet's training check."""
+    names = nonfinite_layers(model)
+    if names:
+        raise FloatingPointError(f'{", ".join(names[:5])}{" ..." if len(names) > 5 else ""} '
+                                 + NONFINITE_MESSAGE)
+
+
 def nonfinite_layers(model) -> list:
     """Names of the normdet layers in ``model`` that saw non-finite statistics in training since
     the last call, which resets them. Layers record it on the device (``_nonfinite``, no host
     sync); this call synchronises once, so a training loop calls it once per iteration."""
-    names = [name for name, m in model.named_modules()
-             if getattr(m, '_nonfinite', None) is not None and bool(m._nonfinite)]
-    for m in model.modules():
-        if getattr(m, '_nonfinite', None) is not None:
-            m._nonfinite = None
-    return names
+    flagged = [(name, m) for name, m in model.named_modules()
+               if getattr(m, '_nonfinite', None) is not None]
+    if not flagged:
+        return []
+    flags = [m._nonfinite.to(flagged[0][1]._nonfinite.device) for _, m in flagged]
+    for _, m in flagged:
+        m._nonfinite = None
+    if not bool(torch.stack(flags).any()):  # the one host sync
+        return []
+    return [name or type(m).__name__ for (name, m), bad in zip(flagged, flags) if bool(bad)]

@@ -11,6 +11,8 @@ Works with any backend, gloo on CPU included.
 import torch
 import torch.distributed as dist
 
+from ._checks import flag_nonfinite
+
 DIMS = (0, 2, 3)
 
 
@@ -46,34 +48,68 @@ def batch_mean_var(x: torch.Tensor, sync_stats: bool = False):
     return mean, var, n
 
 
-def channel_mean_no_grad(t: torch.Tensor, sync_stats: bool = False) -> torch.Tensor:
-    """Per-channel mean over (N, H, W), over all processes when ``sync_stats``; no autograd (for
-    MABN's custom forward and backward, which manage their gradients themselves)."""
+def batch_moments(m: torch.Tensor, v: torch.Tensor, hw: int, sync_stats: bool = False):
+    """Per-channel batch mean, biased variance and element count from per-(sample, channel)
+    means ``m`` and biased variances ``v`` (N, C) over ``hw`` pixels each, over all processes when
+    ``sync_stats`` (differentiable). The variance is combined as mean(v) + mean((m - mu)^2), which
+    does not cancel as E[x^2] - mu^2 does."""
+    n = m.shape[0] * hw
     if sync_world_size(sync_stats) == 1:
-        return t.mean(dim=DIMS)
-    local = _sums_and_count(t)
+        mu = m.mean(0)
+        return mu, (v + (m - mu).square()).mean(0), m.new_tensor(float(n))
+    total = all_reduce_sum(torch.cat([m.sum(0) * hw, m.new_tensor([float(n)])]))
+    count = total[-1].detach()
+    mu = total[:-1] / count
+    var = all_reduce_sum((v + (m - mu).square()).sum(0) * hw) / count
+    return mu, var, count
+
+
+@torch.no_grad()
+def all_reduce_mean_no_grad(sums: torch.Tensor, count: int, sync_stats: bool = False):
+    """``sums / count`` for per-channel sums over ``count`` elements, over all processes when
+    ``sync_stats`` (the sums and counts of every process added); no autograd (for MABN's
+    forward and backward, which manage their gradients themselves)."""
+    if sync_world_size(sync_stats) == 1:
+        return sums / count
+    local = torch.cat([sums, sums.new_tensor([float(count)])])
     dist.all_reduce(local)
     return local[:-1] / local[-1]
 
 
 @torch.no_grad()
 def update_running_stats(layer, mean: torch.Tensor, var: torch.Tensor, n: torch.Tensor,
-                         momentum: float) -> None:
-    """torch BN's rule: momentum weighs the NEW value; running_var gets the unbiased variance."""
-    layer.running_mean.lerp_(mean.detach(), momentum)
-    layer.running_var.lerp_(var.detach() * n / (n - 1).clamp(min=1), momentum)
+                         momentum: float, ok: torch.Tensor = None) -> None:
+    """torch BN's rule: momentum weighs the NEW value; running_var gets the unbiased variance.
+    ``ok`` (a 0-dim bool tensor): where False, the buffers stay as they are (non-finite
+    statistics), decided on the device without a host sync."""
+    mean, var = mean.detach(), var.detach() * n / (n - 1).clamp(min=1)
+    if ok is not None:
+        mean = torch.where(ok, mean, layer.running_mean)
+        var = torch.where(ok, var, layer.running_var)
+    layer.running_mean.lerp_(mean.to(layer.running_mean.dtype), momentum)
+    layer.running_var.lerp_(var.to(layer.running_var.dtype), momentum)
     layer.num_batches_tracked += 1
 
 
-def synced_batch_norm(layer, x: torch.Tensor, weight, bias, momentum: float,
-                      check=None) -> torch.Tensor:
+def synced_batch_norm(layer, x: torch.Tensor, weight, bias, momentum: float) -> torch.Tensor:
     """Training-mode BN of ``x`` with statistics over all processes (RBN with ``sync_stats``,
-    SyncBatchNorm on CPU): updates ``layer``'s running statistics, after ``check(layer, mean,
-    var)`` when given, and returns the normalised ``x`` with the affine (``weight`` None: none)."""
+    SyncBatchNorm on CPU): updates ``layer``'s running statistics (unchanged, and the layer
+    flagged, when they are non-finite) and returns the normalised ``x`` with the affine
+    (``weight`` None: none)."""
     mean, var, n = batch_mean_var(x, sync_stats=True)
-    if check is not None:
-        check(layer, mean, var)
-    update_running_stats(layer, mean, var, n, momentum)
+    update_running_stats(layer, mean, var, n, momentum, flag_nonfinite(layer, mean, var))
     shape = (1, -1, 1, 1)
     y = (x - mean.view(shape)) * torch.rsqrt(var + layer.eps).view(shape)
     return y if weight is None else y * weight.view(shape) + bias.view(shape)
+
+
+def local_batch_norm(layer, x: torch.Tensor, weight, bias, momentum: float) -> torch.Tensor:
+    """Training-mode BN of ``x`` with this process's batch statistics, by torch's own kernel
+    (``native_batch_norm``, which also returns the batch mean and inverse std): the running
+    statistics are updated from those, unchanged (and the layer flagged) when they are
+    non-finite. No host sync, no copy of the buffers."""
+    y, mean, invstd = torch.native_batch_norm(x, weight, bias, None, None, True, 0.0, layer.eps)
+    n = x.new_tensor(float(x.numel() // x.shape[1]))
+    var = invstd.detach().pow(-2) - layer.eps
+    update_running_stats(layer, mean, var, n, momentum, flag_nonfinite(layer, mean, invstd))
+    return y

@@ -18,22 +18,30 @@ Choices the paper's abstract leaves open, made here:
   zero-initialised so the layer starts as exact BN. Its extra cost is near the paper's +0.6 %
   Mult-Adds.
 - The per-sample std is sqrt(var_{h,w} + eps) (biased var), so 1x1 maps give a finite input.
+- DN-C's SC input is one quantity in train and eval: the channel's std as the running statistics
+  estimate it, sqrt(unbiased batch variance + eps) in training and sqrt(running_var + eps) in
+  eval (with the batch mean and running_mean). In eval DN-C is therefore a fixed per-channel
+  affine, which folds into the conv before it like BN (``eval_affine``).
 - Gradients flow through the statistics into the SC module (as in SE blocks); nothing is detached.
 - Eval: DN-B still computes its per-sample statistics (no batch dependence); DN-C feeds its SC
   module the running statistics, so eval output does not depend on the rest of the batch.
 - Running statistics follow torch BN: momentum 0.1 weighs the NEW value, running_var is updated
-  with the unbiased batch variance.
+  with the unbiased batch variance. Non-finite statistics leave them unchanged and flag the layer
+  (``normdet.layers.nonfinite_layers``); nothing synchronises with the host.
 - ``sync_stats=True`` reduces the BATCH statistics (mu, sigma2: the normalisation, and DN-C's SC
   input) over all processes, like SyncBN; DN-B's SC input stays per sample (it has no batch
   dependence to share). Default False: per-GPU statistics, as the paper trained.
-Statistics and the SC module run in float32 (autocast disabled for the SC module: it is tiny and its
-weight gradients lose too much in bf16); the output is cast back to the input dtype.
+Statistics and the SC module run in float32 (autocast off: the SC module is tiny and its weight
+gradients lose too much in bf16); the output is cast back to the input dtype. Training and DN-B's
+eval are one fused pass pair (``normdet.layers._affine``: y = A x + B with A, B from the
+statistics; Triton kernels on CUDA).
 """
 import torch
 from torch import nn
 
-from ._checks import check_batch_stats, check_finite, check_input, upcast
-from ._dist import batch_mean_var, sync_world_size, update_running_stats
+from ._affine import stat_affine
+from ._checks import check_batch_stats, check_input, flag_nonfinite, upcast
+from ._dist import batch_moments, sync_world_size, update_running_stats
 
 
 class _DynamicNorm(nn.Module):
@@ -52,6 +60,7 @@ class _DynamicNorm(nn.Module):
         self.register_buffer('running_mean', torch.zeros(num_features))
         self.register_buffer('running_var', torch.ones(num_features))
         self.register_buffer('num_batches_tracked', torch.zeros((), dtype=torch.long))
+        self._nonfinite = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -60,32 +69,52 @@ class _DynamicNorm(nn.Module):
         nn.init.zeros_(self.sc[-1].weight)  # starts as exact BN
         nn.init.zeros_(self.sc[-1].bias)
 
-    def _batch_stats(self, x32: torch.Tensor):
-        if not self.training:
-            return self.running_mean, self.running_var
-        mean, var, n = batch_mean_var(x32, self.sync_stats)
-        check_finite(self, mean, var)
-        update_running_stats(self, mean, var, n, self.momentum)
-        return mean, var
+    def sc_input(self, m, v, mu, var, n=None):
+        """The SC module's input: per-sample [mean, std] (DN-B, (N, 2C)) or the batch's
+        [mean, std] (DN-C, (1, 2C)); ``n`` is the batch's element count in training (DN-C's std
+        is then the unbiased estimate, the quantity running_var tracks), None in eval."""
+        if self.per_sample:
+            return torch.cat([m, torch.sqrt(v + self.eps)], dim=1)
+        if n is not None:
+            var = var * n / (n - 1).clamp(min=1)
+        return torch.cat([mu, torch.sqrt(var + self.eps)]).unsqueeze(0)
+
+    def coefficients(self, mu, var, s):
+        """(A, B) of y = A x + B: BN with the running or batch (mu, var) and the SC module's
+        (dgamma, dbeta) on ``s``, all float32."""
+        dtype = mu.dtype
+        dgamma, dbeta = self.sc(s.to(self.sc[0].weight.dtype)).to(dtype).chunk(2, dim=1)
+        a = (self.weight.to(dtype) + dgamma) * torch.rsqrt(var + self.eps)
+        return a, self.bias.to(dtype) + dbeta - a * mu
+
+    def eval_affine(self):
+        """DN-C in eval: the per-channel (s, t) with y = s x + t (for folding)."""
+        if self.per_sample:
+            raise TypeError('DN-B has no eval-time affine: its scale depends on each sample')
+        dtype = torch.promote_types(self.running_mean.dtype, torch.float32)
+        mu, var = self.running_mean.to(dtype), self.running_var.to(dtype)
+        a, b = self.coefficients(mu, var, self.sc_input(None, None, mu, var))
+        return a[0], b[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
         check_batch_stats(self, x, sync_world_size(self.sync_stats))
-        x32 = upcast(x)
-        mean, var = self._batch_stats(x32)
-        std = torch.sqrt(var + self.eps)
-        shape = (1, -1, 1, 1)
-        x_hat = (x32 - mean.view(shape)) / std.view(shape)
-        if self.per_sample:
-            s_var, s_mean = torch.var_mean(x32, dim=(2, 3), unbiased=False)
-            s = torch.cat([s_mean, torch.sqrt(s_var + self.eps)], dim=1)  # (N, 2C)
-        else:
-            s = torch.cat([mean, std]).unsqueeze(0)  # (1, 2C)
-        with torch.autocast(x.device.type, enabled=False):  # tiny MLP: keep it in full precision
-            dgamma, dbeta = self.sc(s.to(self.sc[0].weight.dtype)).to(x32.dtype).chunk(2, dim=1)
-        gamma = (self.weight + dgamma)[:, :, None, None]
-        beta = (self.bias + dbeta)[:, :, None, None]
-        return (gamma * x_hat + beta).to(x.dtype)
+        if not self.training and not self.per_sample:  # DN-C in eval: a fixed affine
+            a, b = self.eval_affine()
+            return torch.addcmul(b.view(1, -1, 1, 1), upcast(x), a.view(1, -1, 1, 1)).to(x.dtype)
+        hw = x.shape[2] * x.shape[3]
+
+        def coeffs(m, v):
+            if self.training:
+                mu, var, n = batch_moments(m, v, hw, self.sync_stats)
+                update_running_stats(self, mu, var, n, self.momentum,
+                                     flag_nonfinite(self, mu, var))
+            else:
+                mu, var, n = self.running_mean.to(m.dtype), self.running_var.to(m.dtype), None
+            return self.coefficients(mu, var, self.sc_input(m, v, mu, var, n))
+
+        return stat_affine(x, 'moments', coeffs, [self.weight, self.bias,
+                                                  *self.sc.parameters()])
 
     def extra_repr(self) -> str:
         return (f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, '

@@ -31,6 +31,10 @@ iteration counter are buffers, so they are saved in ``state_dict`` and restored 
 Interpretation: the official code hard-codes the 1000-iteration renorm delay; here it is the
 ``renorm_iters`` argument with that default. Statistics are kept in float32 whatever the input
 dtype. If a training forward is not followed by a backward, B_gz simply keeps its older entries.
+A forward recomputed inside the backward pass (activation checkpointing, mmdet's ``with_cp``)
+reuses its iteration's statistics and advances nothing: one training step is one iteration.
+Non-finite statistics (a diverged model) leave the buffers and running_var unchanged and flag the
+layer for the training loop's once-per-iteration check; nothing synchronises with the host.
 
 ``sync_stats=True`` reduces both moving-average inputs over all processes: x2_t in the forward and
 gz_t in the backward (so every process holds the same ring buffers and running_var); the default,
@@ -40,51 +44,55 @@ cross-GPU reduction unnecessary).
 import torch
 from torch import nn
 
-from ._checks import check_finite, check_input, upcast
-from ._dist import channel_mean_no_grad
+from ._affine import backend
+from ._checks import check_input, flag_nonfinite, upcast
+from ._dist import all_reduce_mean_no_grad
+
+DIMS = (0, 2, 3)
+
+
+def in_backward() -> bool:
+    """Whether this forward runs inside a backward pass: activation checkpointing (mmdet's
+    ``with_cp=True``, either torch.utils.checkpoint variant) recomputes the forward there."""
+    return torch._C._current_graph_task_id() != -1
 
 
 class _MABNFunction(torch.autograd.Function):
+    """Training MABN; ``stats`` are this iteration's (var, std, r, slot, warm), computed by
+    :meth:`MABN._advance`. Forward y = (gamma r / std) x + beta; backward as the module docstring,
+    rewritten so that it makes one reduction pass and one dx pass over the activation:
+    gz = (gamma r / std) mean(dy x),  dx = (gamma r / std) dy - (mean_gz / std^2) x,
+    dgamma = (r / std) sum(dy x),  dbeta = sum(dy)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, layer):
-        t = int(layer.iters) + 1
-        slot = (t - 1) % layer.buffer_size
-        warm = t <= layer.buffer_size or t < layer.warmup_iters
-        x32 = upcast(x)
-        x2 = channel_mean_no_grad(x32.square(), layer.sync_stats)
-        check_finite(layer, x2)  # before any state changes
-        layer.iters.fill_(t)
-        layer.x2_buffer[slot] = x2
-        var = x2 if warm else layer.x2_buffer.mean(dim=0)
-        std = torch.sqrt(var + layer.eps)
-        if t <= max(layer.renorm_iters, layer.warmup_iters):
-            r = torch.ones_like(std)
-        else:
-            r = (std / torch.sqrt(layer.running_var + layer.eps)).clamp(1 / layer.r_max, layer.r_max)
-        layer.running_var.mul_(layer.momentum).add_((1 - layer.momentum) * var)
-        shape = (1, -1, 1, 1)
-        z = x32 / std.view(shape)
-        rz = z * r.view(shape)
-        y = rz * weight.to(x32.dtype).view(shape) + bias.to(x32.dtype).view(shape)
-        ctx.save_for_backward(z, std, r, weight)
-        ctx.layer, ctx.slot, ctx.warm, ctx.dtypes = layer, slot, warm, (x.dtype, weight.dtype)
-        return y.to(x.dtype)
+    def forward(ctx, x, weight, bias, layer, stats):
+        var, std, r, slot, warm = stats
+        ops = backend(x)
+        a = (weight.to(std.dtype) * r / std).unsqueeze(0).expand(x.shape[0], -1)
+        b = bias.to(std.dtype).unsqueeze(0).expand(x.shape[0], -1)
+        ctx.save_for_backward(x, weight, std, r)
+        ctx.layer, ctx.slot, ctx.warm, ctx.ops = layer, slot, warm, ops
+        return ops.affine(x, a, b, None)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
-        z, std, r, weight = ctx.saved_tensors
-        layer, shape = ctx.layer, (1, -1, 1, 1)
-        dy32 = upcast(dy)
-        g = dy32 * (weight.to(z.dtype) * r).view(shape)
-        gz = channel_mean_no_grad(g * z, layer.sync_stats)
-        layer.gz_buffer[ctx.slot] = gz
+        x, weight, std, r = ctx.saved_tensors
+        layer, ops, n = ctx.layer, ctx.ops, x.shape[0]
+        a = (weight.to(std.dtype) * r / std).unsqueeze(0).expand(n, -1)
+        zero = torch.zeros_like(a)
+        sum_dyx, sum_dy, _, aux = ops.grad_sums(dy, x, a, zero, None, None)
+        count = n * x.shape[2] * x.shape[3]
+        # gz_t = mean_{n,h,w} g z with g = dy gamma r and z = x / std
+        gz = all_reduce_mean_no_grad(sum_dyx.sum(0), count, layer.sync_stats) * a[0]
+        ok = flag_nonfinite(layer, gz)
+        layer.gz_buffer[ctx.slot] = torch.where(ok, gz, layer.gz_buffer[ctx.slot])
         mean_gz = gz if ctx.warm else layer.gz_buffer.mean(dim=0)
-        dx = (g - z * mean_gz.view(shape)) / std.view(shape)
-        dweight = (dy32 * z).sum(dim=(0, 2, 3)) * r
-        dbias = dy32.sum(dim=(0, 2, 3))
-        x_dtype, w_dtype = ctx.dtypes
-        return dx.to(x_dtype), dweight.to(w_dtype), dbias.to(w_dtype), None
+        c2 = (-mean_gz / std.square()).unsqueeze(0).expand(n, -1)
+        dx = ops.input_grad(dy, x, a, zero, None, None, None, c2, aux)
+        dweight = sum_dyx.sum(0) * r / std
+        dbias = sum_dy.sum(0)
+        return dx, dweight.to(weight.dtype), dbias.to(weight.dtype), None, None
 
 
 class MABN(nn.Module):
@@ -108,14 +116,49 @@ class MABN(nn.Module):
         self.register_buffer('x2_buffer', torch.zeros(buffer_size, num_features))
         self.register_buffer('gz_buffer', torch.zeros(buffer_size, num_features))
         self.register_buffer('iters', torch.zeros((), dtype=torch.long))
+        self._last = None  # this iteration's statistics, for a recomputed forward
+        self._nonfinite = None
+        self._host_iters = None  # the counter on the host, so training never reads the device
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._host_iters, self._last = None, None  # re-read once from the loaded buffer
+
+    @torch.no_grad()
+    def _advance(self, x: torch.Tensor):
+        """Advance the moving averages by one iteration with ``x``; returns (var, std, r, slot,
+        warm). Non-finite statistics leave every buffer unchanged (and flag the layer)."""
+        if self._host_iters is None:
+            self._host_iters = int(self.iters)  # once after construction or loading
+        t = self._host_iters = self._host_iters + 1
+        slot = (t - 1) % self.buffer_size
+        warm = t <= self.buffer_size or t < self.warmup_iters
+        hw = x.shape[2] * x.shape[3]
+        nu2 = backend(x).stats(x, 'nu2')[0]  # (N, C) per-sample mean of x^2
+        x2 = all_reduce_mean_no_grad(nu2.sum(0) * hw, x.shape[0] * hw, self.sync_stats)
+        ok = flag_nonfinite(self, x2)
+        self.x2_buffer[slot] = torch.where(ok, x2, self.x2_buffer[slot])
+        var = x2 if warm else self.x2_buffer.mean(dim=0)
+        std = torch.sqrt(var + self.eps)
+        if t <= max(self.renorm_iters, self.warmup_iters):
+            r = torch.ones_like(std)
+        else:
+            r = (std / torch.sqrt(self.running_var + self.eps)).clamp(1 / self.r_max, self.r_max)
+        self.running_var.copy_(torch.where(
+            ok, self.momentum * self.running_var + (1 - self.momentum) * var, self.running_var))
+        self.iters.fill_(t)
+        return var, std, r, slot, warm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
-        if not self.training:
-            scale = self.weight * torch.rsqrt(self.running_var + self.eps)
-            y = upcast(x) * scale.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
-            return y.to(x.dtype)
-        return _MABNFunction.apply(x, self.weight, self.bias, self)
+        if not self.training:  # a fixed affine (foldable into the conv); differentiable
+            scale = (self.weight * torch.rsqrt(self.running_var + self.eps)).view(1, -1, 1, 1)
+            return torch.addcmul(self.bias.view(1, -1, 1, 1), upcast(x), scale).to(x.dtype)
+        if in_backward() and self._last is not None:
+            stats = self._last  # recomputed forward (activation checkpointing): same iteration
+        else:
+            stats = self._last = self._advance(x)
+        return _MABNFunction.apply(x, self.weight, self.bias, self, stats)
 
     def extra_repr(self) -> str:
         return (f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, '

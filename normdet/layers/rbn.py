@@ -15,14 +15,16 @@ RBN is not a ``_BatchNorm`` subclass, and its scale parameter is named ``scale``
 bf16/fp16 inputs are normalised in float32 and cast back (as every normdet layer does).
 ``sync_stats=True`` reduces the batch statistics over all processes (like SyncBN, on any backend);
 the default, False, keeps per-GPU statistics as the paper did.
-Training refuses non-finite input and leaves the running statistics unchanged when it does.
+Non-finite batch statistics leave the running statistics unchanged and flag the layer for the
+training loop's once-per-iteration check (``normdet.layers.nonfinite_layers``); training makes no
+host sync and no copy of the buffers.
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_batch_stats, check_finite, check_input, upcast
-from ._dist import sync_world_size, synced_batch_norm
+from ._checks import check_batch_stats, check_input, upcast
+from ._dist import local_batch_norm, sync_world_size, synced_batch_norm
 
 
 class RBN(nn.Module):
@@ -53,19 +55,8 @@ class RBN(nn.Module):
             return F.batch_norm(x, self.running_mean, self.running_var, self.scale, self.bias,
                                 False, 0.0, self.eps).to(dtype)
         if processes > 1:
-            return synced_batch_norm(self, x, self.scale, self.bias, self.momentum,
-                                     check=check_finite).to(dtype)
-        saved = self.running_mean.clone(), self.running_var.clone()
-        y = F.batch_norm(x, self.running_mean, self.running_var, self.scale, self.bias,
-                         True, self.momentum, self.eps)
-        try:
-            check_finite(self, self.running_mean, self.running_var)
-        except FloatingPointError:
-            self.running_mean.copy_(saved[0])
-            self.running_var.copy_(saved[1])
-            raise
-        self.num_batches_tracked += 1
-        return y.to(dtype)
+            return synced_batch_norm(self, x, self.scale, self.bias, self.momentum).to(dtype)
+        return local_batch_norm(self, x, self.scale, self.bias, self.momentum).to(dtype)
 
     def extra_repr(self) -> str:
         return (f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, '

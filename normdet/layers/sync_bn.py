@@ -8,13 +8,16 @@ layers only work with GPU modules"). This layer is therefore a ``_BatchNorm`` (n
 devices reduces mean and variance with differentiable all-reduces (``normdet.layers._dist``):
 the same statistics, gradients and running-buffer updates as one process with the whole batch.
 Same parameters, buffers and state_dict keys as torch's; ``import normdet`` registers it as
-mmcv's ``SyncBN``.
+``NormDetSyncBN``. Non-finite statistics flag the layer (``normdet.layers.nonfinite_layers``); in
+one process and on CPU processes they also leave the running statistics unchanged (torch's
+multi-GPU kernel updates them itself: there the flag stops training before they are saved).
 """
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ._dist import sync_world_size, synced_batch_norm
+from ._checks import flag_nonfinite
+from ._dist import local_batch_norm, sync_world_size, synced_batch_norm
 
 
 class SyncBatchNorm(_BatchNorm):
@@ -30,13 +33,18 @@ class SyncBatchNorm(_BatchNorm):
     _check_non_zero_input_channels = nn.SyncBatchNorm._check_non_zero_input_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type != 'cpu' or not self.training or not self.track_running_stats
-                or self.process_group is not None or sync_world_size(True) == 1):
+        if not (self.training and self.track_running_stats and self.process_group is None):
             return nn.SyncBatchNorm.forward(self, x)
         if x.dim() != 4:
-            raise ValueError(f'SyncBatchNorm on CPU expects (N, C, H, W), got {tuple(x.shape)}')
+            raise ValueError(f'SyncBatchNorm expects (N, C, H, W), got {tuple(x.shape)}')
         momentum = self.momentum
         if momentum is None:  # cumulative moving average, as torch does
             momentum = 1.0 / float(self.num_batches_tracked + 1)
-        return synced_batch_norm(self, x, self.weight if self.affine else None, self.bias,
-                                 momentum)
+        weight = self.weight if self.affine else None
+        if sync_world_size(True) == 1:  # one process: BN, with guarded running statistics
+            return local_batch_norm(self, x, weight, self.bias, momentum)
+        if x.device.type == 'cpu':
+            return synced_batch_norm(self, x, weight, self.bias, momentum)
+        y = nn.SyncBatchNorm.forward(self, x)  # torch's GPU kernels, unchanged
+        flag_nonfinite(self, self.running_mean, self.running_var)
+        return y
