@@ -9,6 +9,8 @@ norm = 'BN'  # BN, SyncBN, GN, FRN, MABN, DNB, DNC or RBN (the table in normdet/
 # Arguments of normdet.convert_norm: placement ('all': every norm of the config; 'backbone': the
 # backbone's only), target_batch (MABN's buffer = target_batch / batch per GPU, rounded up, at
 # least 2), num_groups (GN), scratch (norm_eval=False, no frozen stages, no ImageNet init),
-# sync_stats (MABN, DN-B, DN-C, RBN reduce their statistics over all processes).
-norm_options = dict(placement='all', target_batch=32, scratch=True)
+# sync_stats (MABN, DN-B, DN-C, RBN reduce their statistics over all processes), per_level
+# (batch-statistics norms in heads shared across pyramid levels, RetinaNet's towers: one per
+# level; False shares them).
+norm_options = dict(placement='all', target_batch=32, scratch=True, per_level=True)
 randomness = dict(seed=0)

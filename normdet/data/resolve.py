@@ -6,6 +6,9 @@ The data root is chosen, first match wins:
 2. the environment variable ``NORMDET_DATA_ROOT``;
 3. the embedded synthetic dataset, generated on first use (``normdet.data.ensure_synthetic_coco``,
    into ``$NORMDET_SYNTHETIC_DATA`` or ``data/synthetic_coco``). ``data_root='synthetic'`` forces it.
+   The config's ``synthetic_data`` picks its preset (``'default'``, ``'benchmark'``: the mini
+   configs' embedded benchmark) or gives generator arguments (a dict, optionally with
+   ``preset=``); each variant has its own folder.
 
 Every dataset of the train/val/test dataloaders (wrappers such as ``RepeatDataset`` included) gets
 that root, is checked (``check_coco``: a missing path or a broken annotation file is a clear
@@ -13,6 +16,8 @@ error), and gets the classes its annotation file declares; the heads get the mat
 ``num_classes`` and the COCO evaluators the dataset's own annotation file. So one config trains on
 the 4-class synthetic data or on the 80 COCO classes without edits.
 """
+import hashlib
+import json
 import os
 import os.path as osp
 
@@ -22,16 +27,30 @@ from .synthetic import check_coco, ensure_synthetic_coco
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
+def synthetic_root(spec=None) -> str:
+    """Generate (or reuse) the synthetic dataset that ``spec`` (a preset name, or a dict of
+    generator arguments with an optional ``preset``) describes; returns its root."""
+    if spec is None or isinstance(spec, str):
+        return ensure_synthetic_coco(preset=spec or 'default')
+    args = dict(spec)
+    preset = args.pop('preset', 'default')
+    if not args:
+        return ensure_synthetic_coco(preset=preset)
+    tag = hashlib.sha256(json.dumps(sorted(args.items())).encode()).hexdigest()[:8]
+    base = os.environ.get('NORMDET_SYNTHETIC_DATA', osp.join('data', 'synthetic_coco'))
+    return ensure_synthetic_coco(f'{base.rstrip("/")}_{preset}_{tag}', preset=preset, **args)
+
+
 def data_root_of(cfg) -> tuple:
     """(root, source) where source is 'config', 'env' or 'synthetic'; generates synthetic data."""
     root = cfg.get('data_root')
     if root == 'synthetic':
-        return ensure_synthetic_coco(), 'synthetic'
+        return synthetic_root(cfg.get('synthetic_data')), 'synthetic'
     if root:
         return root, 'config'
     if os.environ.get('NORMDET_DATA_ROOT'):
         return os.environ['NORMDET_DATA_ROOT'], 'env'
-    return ensure_synthetic_coco(), 'synthetic'
+    return synthetic_root(cfg.get('synthetic_data')), 'synthetic'
 
 
 def _datasets(node):

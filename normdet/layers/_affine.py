@@ -72,26 +72,34 @@ def _nc(t: torch.Tensor) -> torch.Tensor:
     return t.view(t.shape[0], t.shape[1], 1, 1)
 
 
+def _sumsq(x32: torch.Tensor) -> torch.Tensor:
+    """Per-(n, c) sum of squares over (H, W), one pass in either memory layout."""
+    if x32.is_contiguous():
+        return torch.linalg.vector_norm(x32, dim=(2, 3)).square()
+    return torch.linalg.vecdot(x32.flatten(2), x32.flatten(2))  # channels_last: no copy
+
+
 class TorchOps:
     """The activation passes in PyTorch ops (CPU, and the reference for the kernels). Every
-    backend has these four functions; A, B are float32 (N, C), tau float32 (C,) or None."""
+    backend has these four functions; A, B are (N, C) in the compute dtype, tau (C,) or None.
+    Written to allocate only their outputs where they can (large temporaries cost page faults
+    on the CPU) and to avoid the slow broadcasting kernels (addcmul, where)."""
 
     @staticmethod
     def stats(x: torch.Tensor, kind: str):
         """'nu2': (mean x^2,); 'moments': (mean, biased variance), per (n, c) over (H, W)."""
         hw = x.shape[2] * x.shape[3]
-        if kind == 'nu2':
-            return (torch.linalg.vector_norm(x, dim=(2, 3), dtype=compute_dtype(x)).square() / hw,)
         x32 = _f32(x)
+        if kind == 'nu2':
+            return (_sumsq(x32) / hw,)
         m = x32.sum(dim=(2, 3)) / hw
         # two passes: sum (x - m)^2 does not cancel as E[x^2] - m^2 does in float32
-        v = torch.linalg.vector_norm(x32 - _nc(m), dim=(2, 3)).square() / hw
-        return m, v
+        return m, _sumsq(x32 - _nc(m)) / hw
 
     @staticmethod
     def affine(x, A, B, tau):
         """A x + B, then max(., tau) when tau is given, in x's dtype."""
-        y = torch.addcmul(_nc(B), _f32(x), _nc(A))
+        y = (_f32(x) * _nc(A)).add_(_nc(B))
         if tau is not None:
             y = y.clamp_(min=tau.view(1, -1, 1, 1))
         return y.to(x.dtype)
@@ -100,15 +108,15 @@ class TorchOps:
     def grad_sums(gz, x, A, B, z, tau):
         """(dA, dB, dtau, aux): per-(n, c) sums over (H, W) of g x and g, where g is gz masked by
         TLU (where y > tau), tau's gradient (None without TLU), and what input_grad reuses."""
-        g = _f32(gz)
+        g, x32 = _f32(gz), _f32(x)
         dtau = None
         if tau is not None:
             full = g.sum(dim=(0, 2, 3))
-            # where y = A x + B > tau: read off the output when it holds y exactly, else
-            # recomputed (a bf16/fp16 output rounds tau itself)
-            y = z if z.dtype == A.dtype else torch.addcmul(_nc(B), _f32(x), _nc(A))
-            g = torch.where(y > tau.view(1, -1, 1, 1), g, 0.)
-        dA = torch.linalg.vecdot(g.flatten(2), _f32(x).flatten(2))
+            # y - tau > 0 where y = A x + B > tau: read off the output when it holds y exactly,
+            # recomputed when it was rounded (bf16/fp16 round tau itself)
+            y = z if z.dtype == A.dtype else TorchOps.affine(x32, A, B, None)
+            g = torch.ops.aten.threshold_backward(g, y - tau.view(1, -1, 1, 1), 0.)
+        dA = torch.linalg.vecdot(g.flatten(2), x32.flatten(2))
         dB = g.sum(dim=(2, 3))
         if tau is not None:
             dtau = full - dB.sum(0)

@@ -1,0 +1,2 @@
+_base_ = '../_base_/mini_mask_rcnn.py'
+norm = 'FRN'

@@ -1,0 +1,2 @@
+_base_ = '../_base_/mini_ssdlite.py'
+norm = 'BN'
