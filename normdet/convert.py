@@ -97,12 +97,15 @@ def _scratch(component: dict) -> None:
 
 def convert_norm(cfg, norm: str, *, batch_per_gpu: int = None, target_batch: int = 32,
                  num_groups: int = 32, scratch: bool = True, input_bn: bool = True,
-                 sync_stats: bool = False, placement: str = 'all', per_level: bool = True):
+                 sync_stats: bool = False, placement: str = 'all', per_level: bool = True,
+                 layer_args: dict = None):
     """Rewrite ``cfg`` (an mmengine Config or a dict with a ``model`` key) in place; returns it.
 
     ``batch_per_gpu`` defaults to the train dataloader's batch size (MABN's buffer follows it);
     ``sync_stats=True`` makes the norms whose entry has ``sync='option'`` (MABN, DN-B, DN-C, RBN)
-    reduce their batch statistics over all processes (use SyncBN for synced BN)."""
+    reduce their batch statistics over all processes (use SyncBN for synced BN); ``layer_args``
+    are extra arguments of every norm layer built (e.g. ``dict(sc_input='normalized')`` for
+    DN-B/DN-C, ``dict(warmup_iters=50)`` for MABN)."""
     spec = get_norm(norm)
     if placement not in PLACEMENTS:
         raise ConfigError(f'unknown norm placement {placement!r}; choose one of '
@@ -121,7 +124,7 @@ def convert_norm(cfg, norm: str, *, batch_per_gpu: int = None, target_batch: int
         if placement == 'backbone' and not path.startswith('model.backbone'):
             component['norm_cfg'] = None
             return
-        component['norm_cfg'] = spec.norm_cfg(old, ctx)
+        component['norm_cfg'] = dict(spec.norm_cfg(old, ctx), **(layer_args or {}))
         if spec.conv and _accepts(component, 'conv_cfg'):
             component['conv_cfg'] = dict(type=spec.conv)
         if per_level and spec.batch_stats and component.get('type') in SHARED_HEADS:

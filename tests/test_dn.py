@@ -20,13 +20,22 @@ def dn_reference(x, layer, mean=None, var=None):
         var = ((x - mean[None, :, None, None]) ** 2).sum(dim=(0, 2, 3)) / M
         sc_var = var * M / (M - 1)  # training: the unbiased std, the quantity running_var tracks
     x_hat = (x - mean[None, :, None, None]) / torch.sqrt(var + EPS)[None, :, None, None]
+    normalized = layer.sc_input_kind == 'normalized'
     if isinstance(layer, DNB):
         hw = x.shape[2] * x.shape[3]
         s_mean = x.sum(dim=(2, 3)) / hw
         s_var = ((x - s_mean[:, :, None, None]) ** 2).sum(dim=(2, 3)) / hw
-        s = torch.cat([s_mean, torch.sqrt(s_var + EPS)], dim=1)
+        if normalized:  # the per-sample mean and std of x_hat
+            sd = torch.sqrt(var + EPS)[None]
+            s = torch.cat([(s_mean - mean[None]) / sd, torch.sqrt(s_var + EPS) / sd], dim=1)
+        else:
+            s = torch.cat([s_mean, torch.sqrt(s_var + EPS)], dim=1)
     else:
-        s = torch.cat([mean, torch.sqrt(sc_var + EPS)])[None]
+        sd = torch.sqrt(sc_var + EPS)
+        if normalized:
+            s = torch.cat([mean / sd, torch.log(sd) - torch.log(sd).mean()])[None]
+        else:
+            s = torch.cat([mean, sd])[None]
     fc1, fc2 = layer.sc[0], layer.sc[2]
     h = torch.clamp(s @ fc1.weight.T + fc1.bias, min=0)
     o = h @ fc2.weight.T + fc2.bias
@@ -35,8 +44,8 @@ def dn_reference(x, layer, mean=None, var=None):
     return gamma[:, :, None, None] * x_hat + beta[:, :, None, None]
 
 
-def make(cls, C=16):
-    layer = cls(C).double()
+def make(cls, C=16, **kwargs):
+    layer = cls(C, **kwargs).double()
     with torch.no_grad():  # a live SC module, so the dynamic part of the equation is tested
         for p in layer.sc.parameters():
             p.normal_(0, 0.3)
@@ -45,10 +54,11 @@ def make(cls, C=16):
     return layer
 
 
+@pytest.mark.parametrize('sc_input', ['raw', 'normalized'])
 @pytest.mark.parametrize('cls', [DNB, DNC])
 @pytest.mark.parametrize('N', [1, 2])
-def test_train_matches_reference(cls, N):
-    layer = make(cls)
+def test_train_matches_reference(cls, N, sc_input):
+    layer = make(cls, sc_input=sc_input)
     x = randn(N, 16, 4, 3, scale=2.0, shift=0.5)
     dy = torch.randn(N, 16, 4, 3, dtype=torch.float64)
     params = list(layer.parameters())
@@ -63,10 +73,11 @@ def test_train_matches_reference(cls, N):
     assert M > 1 and int(layer.num_batches_tracked) == 1
 
 
+@pytest.mark.parametrize('sc_input', ['raw', 'normalized'])
 @pytest.mark.parametrize('cls', [DNB, DNC])
 @pytest.mark.parametrize('N', [1, 2])
-def test_eval_matches_reference(cls, N):
-    layer = make(cls)
+def test_eval_matches_reference(cls, N, sc_input):
+    layer = make(cls, sc_input=sc_input)
     with torch.no_grad():
         layer.running_mean.uniform_(-1, 1)
         layer.running_var.uniform_(0.5, 2)
@@ -111,6 +122,18 @@ def test_dnb_is_per_sample_and_dnc_batch_shared(cls):
     batch_shared = (torch.allclose(g[0], g[1], rtol=1e-9, atol=1e-9)
                     and not torch.allclose(g[0], g_other[0], rtol=1e-3, atol=1e-3))
     assert (per_sample, batch_shared) == (cls is DNB, cls is DNC)
+
+
+@pytest.mark.parametrize('cls', [DNB, DNC])
+def test_normalized_sc_input_is_scale_invariant(cls):
+    """sc_input='normalized': scaling the layer's input (as a conv's weights grow or decay)
+    leaves the output unchanged, as BN's is; with the raw input it does not."""
+    x = randn(2, 16, 4, 4, scale=2.0, shift=0.5).detach()
+    for kind, invariant in (('normalized', True), ('raw', False)):
+        layer = make(cls, sc_input=kind)
+        with torch.no_grad():
+            same = torch.allclose(layer(x), layer(x * 7.0), rtol=1e-5, atol=1e-5)  # eps aside
+        assert same is invariant, kind
 
 
 def test_dnc_sees_one_std_in_train_and_eval():

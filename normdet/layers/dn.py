@@ -44,12 +44,19 @@ from ._checks import check_batch_stats, check_input, flag_nonfinite, upcast
 from ._dist import batch_moments, sync_world_size, update_running_stats
 
 
+SC_INPUTS = ('raw', 'normalized')
+
+
 class _DynamicNorm(nn.Module):
     per_sample: bool  # DN-B: SC input per sample; DN-C: batch statistics
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
-                 reduction: int = 16, min_hidden: int = 8, sync_stats: bool = False):
+                 reduction: int = 16, min_hidden: int = 8, sync_stats: bool = False,
+                 sc_input: str = 'raw'):
         super().__init__()
+        if sc_input not in SC_INPUTS:
+            raise ValueError(f'sc_input must be one of {SC_INPUTS}, got {sc_input!r}')
+        self.sc_input_kind = sc_input
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.sync_stats = sync_stats
         hidden = max(num_features // reduction, min_hidden)
@@ -70,14 +77,28 @@ class _DynamicNorm(nn.Module):
         nn.init.zeros_(self.sc[-1].bias)
 
     def sc_input(self, m, v, mu, var, n=None):
-        """The SC module's input: per-sample [mean, std] (DN-B, (N, 2C)) or the batch's
-        [mean, std] (DN-C, (1, 2C)); ``n`` is the batch's element count in training (DN-C's std
-        is then the unbiased estimate, the quantity running_var tracks), None in eval."""
+        """The SC module's input from the per-sample moments (m, v) and the normalisation's
+        (mu, var) (batch or running); ``n`` is the batch's element count in training (DN-C's std
+        is then the unbiased estimate, the quantity running_var tracks), None in eval.
+
+        ``sc_input='raw'``: DN-B per-sample [mean, std] (N, 2C), DN-C the batch's [mean, std]
+        (1, 2C), as the paper's abstract describes them. ``'normalized'``: the same statistics
+        made invariant to the scale (and DN-B to the shift) of the layer's input, as BN's output
+        is: DN-B the per-sample [mean, std] of x_hat, [(m - mu) / sigma, std / sigma]; DN-C
+        [mu / sigma, log sigma - mean over channels of log sigma]."""
         if self.per_sample:
-            return torch.cat([m, torch.sqrt(v + self.eps)], dim=1)
+            s_std = torch.sqrt(v + self.eps)
+            if self.sc_input_kind == 'raw':
+                return torch.cat([m, s_std], dim=1)
+            inv = torch.rsqrt(var + self.eps)
+            return torch.cat([(m - mu) * inv, s_std * inv], dim=1)
         if n is not None:
             var = var * n / (n - 1).clamp(min=1)
-        return torch.cat([mu, torch.sqrt(var + self.eps)]).unsqueeze(0)
+        std = torch.sqrt(var + self.eps)
+        if self.sc_input_kind == 'raw':
+            return torch.cat([mu, std]).unsqueeze(0)
+        log_std = torch.log(std)
+        return torch.cat([mu / std, log_std - log_std.mean()]).unsqueeze(0)
 
     def coefficients(self, mu, var, s):
         """(A, B) of y = A x + B: BN with the running or batch (mu, var) and the SC module's
@@ -118,7 +139,7 @@ class _DynamicNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return (f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, '
-                f'sync_stats={self.sync_stats}')
+                f'sync_stats={self.sync_stats}, sc_input={self.sc_input_kind!r}')
 
 
 class DNB(_DynamicNorm):

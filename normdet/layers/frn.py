@@ -26,10 +26,53 @@ Choices the paper leaves open, made here:
 import torch
 from torch import nn
 
-from ._affine import stat_affine
+from ._affine import backend, compute_dtype
 from ._checks import check_input, flag_nonfinite
 
 LEARNABLE_EPS = (False, True, 'auto')
+
+
+class _FRNFunction(torch.autograd.Function):
+    """z = max(A x + B, tau), A = gamma rsqrt(nu2 + eps), B = beta, with nu2 = mean_hw x^2 and
+    eps = eps0 + on |eps_l|; the backward by hand (two passes over the activation, the rest on
+    N x C values):  dA = sum_hw g x,  g_nu2 = -dA gamma rsqrt^3 / 2,  dx = A g + (2 g_nu2 / HW) x,
+    dgamma = sum_n dA rsqrt,  dbeta = sum_n dB,  d eps_l = on sign(eps_l) sum g_nu2."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, tau, eps_l, eps0, on, layer):
+        ops = backend(x)
+        dtype = compute_dtype(x)
+        nu2 = ops.stats(x, 'nu2')[0]
+        if layer.training:
+            flag_nonfinite(layer, nu2)
+        eps = eps0 + (eps_l.detach().to(dtype).abs() * on if eps_l is not None else 0.0)
+        rs = torch.rsqrt(nu2 + eps)
+        a = weight.detach().to(dtype) * rs
+        b = bias.detach().to(dtype).unsqueeze(0).expand_as(a)
+        t = None if tau is None else tau.detach().to(dtype)
+        z = ops.affine(x, a, b, t)
+        ctx.save_for_backward(x, z if tau is not None else None, weight, rs, eps_l)
+        ctx.ops, ctx.on, ctx.tlu, ctx.b = ops, on, tau is not None, b
+        ctx.tau = t
+        return z
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gz):
+        x, z, weight, rs, eps_l = ctx.saved_tensors
+        ops, hw = ctx.ops, x.shape[2] * x.shape[3]
+        w = weight.to(rs.dtype)
+        a = w * rs
+        dA, dB, dtau, aux = ops.grad_sums(gz, x, a, ctx.b, z, ctx.tau)
+        g_nu2 = dA * w * rs.pow(3) * -0.5
+        dx = ops.input_grad(gz, x, a, ctx.b, z, ctx.tau, None, g_nu2 * (2 / hw), aux)
+        dweight = (dA * rs).sum(0).to(weight.dtype)
+        dbias = dB.sum(0).to(weight.dtype)
+        d_eps = None
+        if eps_l is not None:
+            d_eps = (g_nu2.sum() * ctx.on * torch.sign(eps_l.to(rs.dtype))).to(eps_l.dtype)
+        return (dx, dweight, dbias, None if dtau is None else dtau.to(weight.dtype), d_eps,
+                None, None, None)
 
 
 class FRN(nn.Module):
@@ -63,21 +106,16 @@ class FRN(nn.Module):
         """eps, or eps + |eps_l| where the learnable eps applies to an H x W of ``hw``."""
         if self.eps_l is None:
             return self.eps
-        on = self.learnable_eps is True or hw == 1
-        return self.eps + self.eps_l.abs() * (1.0 if on else 0.0)
+        return self.eps + self.eps_l.abs() * self._eps_on(hw)
+
+    def _eps_on(self, hw: int) -> float:
+        return 1.0 if self.learnable_eps is True or hw == 1 else 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
-        eps = self.effective_eps(x.shape[2] * x.shape[3])
-        params = [p for p in (self.weight, self.bias, self.eps_l) if p is not None]
-
-        def coeffs(nu2):
-            if self.training:
-                flag_nonfinite(self, nu2)
-            a = self.weight.to(nu2.dtype) * torch.rsqrt(nu2 + eps)
-            return a, self.bias.to(nu2.dtype).unsqueeze(0)
-
-        return stat_affine(x, 'nu2', coeffs, params, self.tau)
+        on = self._eps_on(x.shape[2] * x.shape[3])
+        return _FRNFunction.apply(x, self.weight, self.bias, self.tau, self.eps_l, self.eps, on,
+                                  self)
 
     def extra_repr(self) -> str:
         return (f'{self.num_features}, eps={self.eps}, tlu={self.tau is not None}, '
