@@ -1,6 +1,8 @@
-"""The fast path of normdet's FRN and DN layers: a per-(sample, channel) affine map whose
-coefficients are a small differentiable function of the input's statistics, with a hand-derived
-backward that makes the fewest passes over the activation.
+"""The fast path of normdet's FRN, MABN and DN layers: a per-(sample, channel) affine map whose
+coefficients are a small function of the input's statistics, with a hand-derived backward that
+makes the fewest passes over the activation. FRN and MABN write their small part by hand
+(``_FRNFunction``, ``_MABNFunction``) on the four primitives below; DN-B/DN-C, whose SC module
+makes the small part a network, use :class:`StatAffine`, which differentiates it with autograd.
 
 In training (and FRN/DN-B in eval) each of these layers is, for x of shape (N, C, H, W):
 

@@ -1,0 +1,151 @@
+"""The norm study: train every run the papers' claims need on the embedded benchmark, then write
+docs/results.md (numbers, paired t-tests, a verdict per claim) and its plots.
+
+    python tools/study.py [--plan full|smoke] [--work-dir work_dirs/study] [--jobs 2]
+        [--parts ssdlite retinanet ...] [--results docs/results.md] [--report-only]
+
+Each part of the plan is a grid of (norm, images per GPU, seed) runs of one mini config, trained
+by tools/sweep.py (resumable: finished runs are kept, an interrupted one resumes), ``--jobs`` of
+them at a time (each with cores / jobs threads: on 2 cores two single-threaded runs train faster
+than one run on two threads). Every run of a part has the same data, epochs and recipe; what
+differs between runs is only what the part varies. ``--report-only`` writes the results from the
+runs already there. ``--plan smoke`` is the CI version: two one-epoch runs on a tiny dataset.
+"""
+import argparse
+import concurrent.futures
+import dataclasses
+import json
+import math
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)  # this clone's normdet
+
+NORMS = ['BN', 'GN', 'FRN', 'MABN', 'DNB', 'DNC', 'RBN']
+SEEDS = [0, 1, 2]
+
+
+@dataclasses.dataclass
+class Part:
+    name: str
+    detector: str              # configs/<detector>_<norm>.py
+    norms: list
+    batch: list
+    epochs: int
+    seeds: list = dataclasses.field(default_factory=lambda: list(SEEDS))
+    options: list = dataclasses.field(default_factory=list)  # --cfg-options of every run
+    what: str = ''
+
+    def runs(self):
+        return [(n, b, s) for n in self.norms for b in self.batch for s in self.seeds]
+
+
+def plans(epochs: dict) -> dict:
+    ssd, ret, mrc = epochs['ssdlite'], epochs['retinanet'], epochs['mask_rcnn']
+    full = [
+        Part('ssdlite', 'mini/ssdlite', NORMS, [2, 16], ssd,
+             what='SSDLite-MobileNetV2, every norm at 2 and 16 images per GPU'),
+        Part('ssdlite_batch', 'mini/ssdlite', NORMS, [4, 8], ssd,
+             what='SSDLite, the AP-versus-batch curve between 2 and 16'),
+        Part('retinanet', 'mini/retinanet', NORMS, [2], ret,
+             what='RetinaNet-R18, every norm at 2 images per GPU'),
+        Part('retinanet_bn16', 'mini/retinanet', ['BN'], [16], ret,
+             what='RetinaNet-R18, BN at 16 images per GPU (the large-batch reference)'),
+        Part('mask_rcnn', 'mini/mask_rcnn', NORMS, [2], mrc,
+             what='Mask R-CNN-R18, every norm at 2 images per GPU'),
+        Part('mask_rcnn_bn16', 'mini/mask_rcnn', ['BN'], [16], mrc,
+             what='Mask R-CNN-R18, BN at 16 images per GPU (the large-batch reference)'),
+    ]
+    for mult in (2, 4):
+        full.append(Part(f'ssdlite_lr{mult}x', 'mini/ssdlite', ['BN', 'DNB'], [16], ssd,
+                         options=[f'optim_wrapper.optimizer.lr={2e-3 * mult:g}'],
+                         what=f'SSDLite at {mult}x the base LR (DN-B robustness claim)'))
+    full.append(Part('dn_sc_normalized', 'mini/ssdlite', ['DNB', 'DNC'], [16], ssd,
+                     options=["norm_options.layer_args.sc_input='normalized'"],
+                     what="DN's SC module on scale-invariant statistics (ablation)"))
+    smoke = [Part('smoke', 'mini/ssdlite', ['BN', 'GN'], [2], 1, seeds=[0],
+                  options=['synthetic_data.preset=benchmark', 'synthetic_data.num_train=8',
+                           'synthetic_data.num_val=4'],
+                  what='CI smoke: two one-epoch runs on 8 images')]
+    return dict(full=full, smoke=smoke)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Run the norm study and write docs/results.md')
+    p.add_argument('--plan', default='full', choices=['full', 'smoke'])
+    p.add_argument('--parts', nargs='+', help='only these parts (default: all of the plan)')
+    p.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'study'))
+    p.add_argument('--jobs', type=int, default=2, help='runs trained at a time')
+    p.add_argument('--epochs', nargs='+', default=['ssdlite=8', 'retinanet=8', 'mask_rcnn=6'],
+                   metavar='DETECTOR=N', help='epochs per mini detector')
+    p.add_argument('--results', default=None,
+                   help='where to write the results (default: docs/results.md for the full '
+                        'plan, WORK_DIR/results.md otherwise)')
+    p.add_argument('--report-only', action='store_true', help='no training, only the results')
+    return p.parse_args(argv)
+
+
+def sweep_command(part: Part, norm, batch, seed, work_dir, threads):
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'sweep.py'), '--detector', part.detector,
+           '--norms', norm, '--batch', str(batch), '--seeds', str(seed),
+           '--epochs', str(part.epochs), '--work-dir', osp.join(work_dir, part.name),
+           '--no-report']
+    if part.options:
+        cmd += ['--cfg-options', *part.options]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return cmd, env
+
+
+def train(parts, args) -> None:
+    jobs = [(p, *r) for p in parts for r in p.runs()]
+    threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    start = time.monotonic()
+    print(f'[study] {len(jobs)} runs in {len(parts)} parts, {args.jobs} at a time, '
+          f'{threads} thread(s) each', flush=True)
+    done = 0
+
+    def one(job):
+        part, norm, batch, seed = job
+        cmd, env = sweep_command(part, norm, batch, seed, args.work_dir, threads)
+        log = osp.join(args.work_dir, part.name, 'sweep_console.log')
+        os.makedirs(osp.dirname(log), exist_ok=True)
+        with open(log, 'a') as f:
+            rc = subprocess.call(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+        return job, rc
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for (part, norm, batch, seed), rc in pool.map(one, jobs):
+            done += 1
+            el = time.monotonic() - start
+            print(f'[study {done}/{len(jobs)}] {part.name} {norm} b{batch} s{seed}: '
+                  f'{"ok" if rc == 0 else f"exit {rc}"} (elapsed {el / 60:.1f} min, about '
+                  f'{el / done * (len(jobs) - done) / 60:.1f} min left)', flush=True)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    epochs = dict(kv.split('=') for kv in args.epochs)
+    epochs = {k: int(v) for k, v in epochs.items()}
+    parts = plans(epochs)[args.plan]
+    if args.parts:
+        unknown = set(args.parts) - {p.name for p in parts}
+        if unknown:
+            sys.exit(f'[study] unknown parts {sorted(unknown)}; the plan has '
+                     f'{[p.name for p in parts]}')
+        parts = [p for p in parts if p.name in args.parts]
+    if not args.report_only:
+        train(parts, args)
+    from normdet.results import write_results
+    out = args.results or (osp.join(REPO, 'docs', 'results.md') if args.plan == 'full'
+                           else osp.join(args.work_dir, 'results.md'))
+    path = write_results(plans(epochs)[args.plan], args.work_dir, out, argv=sys.argv[1:])
+    print(f'[study] results: {path}', flush=True)
+    return path
+
+
+if __name__ == '__main__':
+    main()
