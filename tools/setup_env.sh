@@ -33,7 +33,8 @@ PYVER=$($PY -c 'import sys;print(sys.version_info[:2])' 2>/dev/null || echo none
 CUDA_TAG=""
 if [ "${NORMDET_MMCV_CUDA:-auto}" = 1 ] || { [ "${NORMDET_MMCV_CUDA:-auto}" = auto ] \
     && command -v nvcc >/dev/null && command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; }; then
-  ARCHS=${TORCH_CUDA_ARCH_LIST:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | sort -u | paste -sd ';')}
+  command -v nvcc >/dev/null || { echo "[setup] a CUDA build of mmcv needs nvcc (a CUDA toolkit) on PATH" >&2; exit 1; }
+  ARCHS=${TORCH_CUDA_ARCH_LIST:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | sort -u | paste -sd ';' || true)}
   [ -n "$ARCHS" ] || { echo "[setup] NORMDET_MMCV_CUDA=1 without a GPU: set TORCH_CUDA_ARCH_LIST (e.g. 9.0)" >&2; exit 1; }
   NVCC=$(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')
   CUDA_TAG=" cuda $NVCC arch $ARCHS"
