@@ -11,7 +11,7 @@ import os.path as osp
 import time
 
 from .evaluation import PER_CLASS, SUMMARY
-from .io import atomic_write
+from .io import atomic_write, strict_json
 from .stack import git_commit, versions
 
 JSON_NAME, MD_NAME = 'coco_metrics.json', 'coco_report.md'
@@ -28,12 +28,14 @@ def describe_model(model_cfg) -> str:
 
 def detector_name(model_cfg) -> str:
     """A short name of the detector a model config builds: type and backbone, e.g.
-    'RetinaNet ResNet50', 'SSD MobileNetV2' (normdet's NormAct variants and TTA wrappers named by
-    the detector they hold)."""
+    'RetinaNet ResNet50', 'SSD MobileNetV2' (a generic SingleStageDetector is named by its head;
+    normdet's NormAct variants and TTA wrappers by the detector they hold)."""
     if 'module' in model_cfg:
         model_cfg = model_cfg['module']
-    kind = model_cfg['type']
-    kind = kind[len('NormAct'):] if kind.startswith('NormAct') else kind
+    kind = model_cfg['type'].removeprefix('NormAct')
+    if kind in ('SingleStageDetector', 'TwoStageDetector'):
+        head = (model_cfg.get('bbox_head') or model_cfg.get('roi_head') or {}).get('type', kind)
+        kind = head.removeprefix('NormDet').removesuffix('Head') or kind
     backbone = model_cfg.get('backbone') or {}
     return f"{kind} {backbone.get('type', '')}{backbone.get('depth', '')}".strip()
 
@@ -66,8 +68,9 @@ def describe_optimizer(cfg, total_batch=None) -> dict:
 def schedule_text(s: dict) -> str:
     if s['by'] == 'iteration':
         return f"{s['max_iters']} iterations"
-    return f"{s['max_epochs']} epochs" + (f" of the dataset repeated {s['dataset_repeats']}x"
-                                          if s.get('dataset_repeats') else '')
+    n, repeats = s['max_epochs'], s.get('dataset_repeats')
+    return f"{n} epoch{'' if n == 1 else 's'}" + (
+        f' of the dataset repeated {repeats}x' if repeats and repeats != 1 else '')
 
 
 def optimizer_text(o: dict) -> str:
@@ -144,7 +147,6 @@ def write_report(work_dir: str, report: dict) -> tuple:
     """Write the JSON and Markdown into ``work_dir``; returns their paths."""
     json_path, md_path = osp.join(work_dir, JSON_NAME), osp.join(work_dir, MD_NAME)
     # NaN (class without ground truth) becomes null: strict JSON readers reject NaN
-    clean = json.loads(json.dumps(report), parse_constant=lambda _: None)
-    atomic_write(json_path, json.dumps(clean, indent=2))
+    atomic_write(json_path, json.dumps(strict_json(report), indent=2))
     atomic_write(md_path, to_markdown(report))
     return json_path, md_path
