@@ -15,11 +15,15 @@ No assertion: the numbers are for reading; the JSON (--out) keeps them.
 """
 import argparse
 import json
+import os.path as osp
 import statistics
+import sys
 import time
 
 import torch
-from torch import nn
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's normdet
+import normdet  # noqa: E402,F401  (the layers timed here are plain PyTorch)
 
 DETECTOR_SHAPES = [(2, 256, 200, 336), (2, 64, 400, 672), (24, 96, 160, 160), (24, 1280, 10, 10)]
 QUICK_SHAPES = [(2, 32, 24, 32), (4, 64, 8, 8)]
@@ -156,7 +160,8 @@ def main(argv=None):
     p.add_argument('--quick', action='store_true', help='tiny shapes, 3 iterations (a smoke run)')
     p.add_argument('--iters', type=int, default=20)
     p.add_argument('--out', help='write the results as JSON')
-    args = p.parse_args(argv)
+    from normdet.apis import parse_tool_args
+    args = parse_tool_args(p, argv, config=False)
     shapes = ([tuple(int(v) for v in s.split(',')) for s in args.shapes] if args.shapes
               else QUICK_SHAPES if args.quick else DETECTOR_SHAPES)
     result = benchmark(torch.device(args.device), args.dtypes, args.layouts, shapes,
@@ -169,4 +174,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from normdet.apis import run_tool
+    run_tool(main)
