@@ -22,8 +22,6 @@ call it (idempotent; each fix is guarded by the versions it is known for).
    ``<timestamp>.json``) write ``null`` instead, as ``coco_metrics.json`` does; ``fix_logging``
    points a config's visualizer backends and logger hook at them.
 """
-import math
-import numbers
 import pickle
 
 import mmdet
@@ -39,7 +37,7 @@ from mmengine.registry import HOOKS, VISBACKENDS
 from mmengine.utils import digit_version
 from mmengine.visualization import LocalVisBackend
 
-from .io import atomic_write
+from .io import atomic_write, strict_json
 
 # HistoryBuffer's built-in statistics (its registry of them fills only when one is instantiated)
 _STATISTICS = frozenset(('min', 'max', 'current', 'mean'))
@@ -77,15 +75,6 @@ class NormDetSSDHead(SSDHead):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_cls = None
-
-
-def strict_json(value):
-    """``value`` with every non-finite number (NaN, inf) replaced by None, recursively."""
-    if isinstance(value, dict):
-        return type(value)((k, strict_json(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    return None if isinstance(value, numbers.Real) and not math.isfinite(value) else value
 
 
 @VISBACKENDS.register_module()
