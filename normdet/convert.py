@@ -149,7 +149,8 @@ def convert_norm(cfg, norm: str, *, batch_per_gpu: int = None, target_batch: int
 
 def _is_bn2d(module: nn.Module) -> bool:
     """A 2d batch norm of torch (BatchNorm2d, SyncBatchNorm, normdet's SyncBatchNorm) or a frozen
-    one (torchvision's and detectron2's FrozenBatchNorm2d: weight, bias, running_mean/var buffers)."""
+    one (torchvision's and detectron2's FrozenBatchNorm2d: weight, bias, running mean and var as
+    buffers)."""
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         return not isinstance(module, (nn.BatchNorm1d, nn.BatchNorm3d))
     return type(module).__name__ == 'FrozenBatchNorm2d'
@@ -167,7 +168,8 @@ def _convert_bn(bn: nn.Module, spec, ctx: NormContext, kwargs: dict) -> nn.Modul
     weight = 'weight' if isinstance(getattr(new, 'weight', None), torch.Tensor) else 'scale'
     state = {}
     for src, dst in (('weight', weight), ('bias', 'bias'), ('running_mean', 'running_mean'),
-                     ('running_var', 'running_var'), ('num_batches_tracked', 'num_batches_tracked')):
+                     ('running_var', 'running_var'),
+                     ('num_batches_tracked', 'num_batches_tracked')):
         value, target = getattr(bn, src, None), getattr(new, dst, None)
         if isinstance(value, torch.Tensor) and isinstance(target, torch.Tensor) \
                 and value.shape == target.shape:
@@ -193,8 +195,8 @@ def convert_module(module: nn.Module, norm: str, ctx: NormContext = NormContext(
     e.g. ``ctx=NormContext(batch_per_gpu=2)`` for MABN's buffer, ``num_groups=16`` for GN) and
     keeps what carries over: the affine weight (RBN's ``scale``) and bias, and the running mean
     and variance and batch count where the new norm keeps them (BN, SyncBN, DN-B, DN-C, RBN; MABN,
-    which normalises by the second moment, gets running var + mean^2). So BN-family targets compute in eval exactly what the BN did, and a
-    frozen BN becomes a trainable norm. Only the norms are swapped: activations stay (FRN's TLU
+    which normalises by the second moment, gets running var + mean^2). So BN-family targets
+    compute in eval exactly what the BN did, and a frozen BN becomes a trainable norm. Only the norms are swapped: activations stay (FRN's TLU
     then precedes the model's ReLU), and the companions the configs add (MABN's weight-centralised
     conv, RBN's optimizer rule and input BN) are the caller's to add."""
     spec = get_norm(norm)

@@ -63,7 +63,7 @@ def _finite(v) -> bool:
 
 
 def last_validation(rows: list) -> dict:
-    """The metrics of the last logged validation (``coco/bbox_mAP`` ... as ``bbox_mAP``), or None."""
+    """The metrics of the last logged validation (``coco/bbox_mAP`` as ``bbox_mAP``), or None."""
     vals = [r for r in rows if any(f'coco/{t}_mAP' in r for t in TASKS)]
     if not vals:
         return None
@@ -266,7 +266,8 @@ def _mean_pm(mean, std) -> str:
 
 
 def _settings(items) -> list:
-    return sorted({tuple(i.get(k) for k in SETTING) for i in items}, key=lambda s: tuple(map(str, s)))
+    return sorted({tuple(i.get(k) for k in SETTING) for i in items},
+                  key=lambda s: tuple(map(str, s)))
 
 
 def _setting_label(setting, all_settings) -> str:

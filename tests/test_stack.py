@@ -1,6 +1,7 @@
 """normdet.stack: the installed stack passes the check, a missing or unsupported package is named
 with the fix (instead of mmcv's ImportError), and the report's versions and commit are real."""
 import subprocess
+import sys
 
 import mmcv
 import torch
@@ -29,11 +30,13 @@ def test_missing_and_unsupported_packages_are_named():
 def test_tool_without_mmcv_says_how_to_install(tmp_path):
     """A clone whose stack lacks mmcv (as after a plain `pip install -e .`): the tool's first line
     of work is the check, which exits 1 with the fix, not mmcv's ImportError."""
+    missing = 'mmcv is not installed (normdet needs mmcv>=2.0.0rc4,<2.2.0)'
     code = ('import sys; from normdet import stack; '
-            'stack.problems = lambda: ["mmcv is not installed (normdet needs mmcv>=2.0.0rc4,<2.2.0)"]; '
+            f'stack.problems = lambda: [{missing!r}]; '
             'sys.argv = ["tools/train.py", "configs/ssdlite_bn.py"]; '
             'import runpy; runpy.run_path("tools/train.py", run_name="__main__")')
-    r = subprocess.run(['python', '-c', code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
+                       timeout=120)
     assert r.returncode == 1 and 'Traceback' not in r.stderr, r.stderr
     assert '[normdet] error: mmcv is not installed' in r.stderr
     assert 'bash tools/setup_env.sh' in r.stderr and 'GPU cluster' in r.stderr

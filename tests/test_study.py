@@ -31,7 +31,8 @@ def fake_run(root, norm, seed, ap=None, status=None, losses=(2.0, 1.5, 1.0), nam
                            seed=seed, batch=dict(per_gpu=2, gpus=1, total=2),
                            dataset=dict(data_root=data_root),
                            schedule=dict(by='epoch', max_epochs=24, dataset_repeats=None),
-                           metrics=dict(bbox_mAP=ap, bbox_mAP_50=ap + 0.2, bbox_mAP_75=ap - 0.1)), f)
+                           metrics=dict(bbox_mAP=ap, bbox_mAP_50=ap + 0.2,
+                                        bbox_mAP_75=ap - 0.1)), f)
         if mtime is not None:
             os.utime(path, (mtime, mtime))
     if status is not None:
@@ -127,7 +128,8 @@ def test_runs_grouped_by_what_they_were(tmp_path):
     md = open(path).read()
     rows = json.loads((tmp_path / 'out' / 'study.json').read_text())['tables']['bbox']
     mabn = {osp.basename(r['dataset']): r for r in rows if r['norm'] == 'MABN'}
-    assert mabn['synthetic_coco']['n'] == 1 and mabn['synthetic_coco']['mean'] == pytest.approx(0.25)
+    assert mabn['synthetic_coco']['n'] == 1
+    assert mabn['synthetic_coco']['mean'] == pytest.approx(0.25)
     assert mabn['other_set']['n'] == 1 and mabn['other_set']['mean'] == pytest.approx(0.10)
     assert f"seed 0 ({osp.join(root, 'a')}): duplicate of {osp.join(root, 'b')}" in md
     gn = next(r for r in rows if r['norm'] == 'GN')
@@ -155,8 +157,10 @@ def test_sweep_2x2_on_cpu(tmp_path):
     r = run_cli(*args, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     assert '[sweep 4/4]' in r.stdout and 'about' in r.stdout
-    assert re.search(r'\[sweep 2/4\] ssdlite_bn_b2_s0_\w+: Epoch\(train\) \[1\]', r.stdout)  # progress
-    status = {d.rsplit('_', 1)[0]: json.load(open(tmp_path / 'sweep' / d / 'sweep_run.json'))['status']
+    # progress: the run's iteration lines as they come
+    assert re.search(r'\[sweep 2/4\] ssdlite_bn_b2_s0_\w+: Epoch\(train\) \[1\]', r.stdout)
+    status = {d.rsplit('_', 1)[0]: json.loads((tmp_path / 'sweep' / d / 'sweep_run.json')
+                                              .read_text())['status']
               for d in os.listdir(tmp_path / 'sweep') if d.startswith('ssdlite')}
     assert status == {'ssdlite_bn_b1_s0': 'failed', 'ssdlite_bn_b2_s0': 'done',
                       'ssdlite_gn_b1_s0': 'done', 'ssdlite_gn_b2_s0': 'done'}
@@ -192,6 +196,7 @@ def test_sweep_finds_any_detector_config():
                              '--epochs', '1', '--work-dir', 'w',
                              '--config-pattern', 'configs/{detector}_{norm}_quickstart.py'])
     assert sweep.config_of(args, 'DNB') == osp.join(REPO, 'configs', 'ssdlite_dnb_quickstart.py')
-    with pytest.raises(ConfigError, match=r"detector 'yolo'.*mask_rcnn_r50_fpn, retinanet_r50_fpn, ssdlite"):
+    known = r"detector 'yolo'.*mask_rcnn_r50_fpn, retinanet_r50_fpn, ssdlite"
+    with pytest.raises(ConfigError, match=known):
         sweep.parse_args(['--detector', 'yolo', '--norms', 'BN', '--batch', '2', '--epochs', '1',
                           '--work-dir', 'w'])
