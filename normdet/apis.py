@@ -205,4 +205,3 @@ def enable_tta(cfg) -> None:
     from mmengine.config import ConfigDict
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-
