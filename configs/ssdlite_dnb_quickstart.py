@@ -38,7 +38,7 @@ train_dataloader = dict(batch_size=8, num_workers=2,
 val_dataloader = dict(num_workers=2, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-auto_scale_lr = dict(enable=False)  # the LR below is meant for batch 8
+auto_scale_lr = dict(enable=False, base_batch_size=8)  # the LR below is meant for batch 8
 optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=2e-3, weight_decay=0.05))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=30),

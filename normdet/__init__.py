@@ -4,10 +4,11 @@ The layers in ``normdet.layers`` are plain PyTorch, and ``normdet.norms`` descri
 When MMEngine/MMDetection are installed, importing normdet also registers them under names of
 their own (see ``normdet.registry``); it changes nothing of MMEngine's or MMDetection's.
 """
+from .convert import convert_module  # plain PyTorch: a built model's BNs to any normdet norm
 from .layers import DNB, DNC, FRN, MABN, RBN, CenConv2d, SyncBatchNorm
 
 __version__ = '0.1.0'
-__all__ = ['FRN', 'MABN', 'CenConv2d', 'DNB', 'DNC', 'RBN', 'SyncBatchNorm']
+__all__ = ['FRN', 'MABN', 'CenConv2d', 'DNB', 'DNC', 'RBN', 'SyncBatchNorm', 'convert_module']
 
 try:
     import mmdet  # noqa: F401

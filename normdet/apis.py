@@ -25,9 +25,14 @@ from .report import build_report, write_report
 from .runner import NormDetStateHook, prepare_config
 
 
-def parse_tool_args(parser, argv=None):
-    """Add the flags every tool shares with MMDetection's (--cfg-options, --launcher,
-    --local-rank), parse, and export LOCAL_RANK as torch.distributed.launch expects."""
+def parse_tool_args(parser, argv=None, *, config: bool = True):
+    """Parse a tool's command line. With ``config`` (the tools that load a config), add the flags
+    every such tool shares with MMDetection's (--cfg-options, --launcher, --local-rank) and export
+    LOCAL_RANK as torch.distributed.launch expects. Flags are never abbreviated (argparse would
+    take --show for --show-dir)."""
+    parser.allow_abbrev = False
+    if not config:
+        return parser.parse_args(argv)
     from mmengine.config import DictAction
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys, e.g. data_root=/data/coco/ '
@@ -143,3 +148,60 @@ def summary_line(metrics: dict) -> str:
                   for k in ('mAP', 'mAP_50', 'mAP_75')]
             parts.append(f'{task} AP {ap[0]:.1f} (AP50 {ap[1]:.1f}, AP75 {ap[2]:.1f})')
     return '; '.join(parts) or str(metrics)
+
+
+# --- MMDetection's optional tool features (tools/train.py, tools/test.py) ----------------------
+
+def enable_tensorboard(cfg) -> None:
+    """``--tensorboard``: MMEngine's TensorboardVisBackend beside the local one, so TensorBoard
+    (``tensorboard --logdir WORK_DIR``) shows the scalars (losses, LR, metrics) and the images
+    that mmdet's DetVisualizationHook draws during validation (every ``interval``-th image)."""
+    import importlib.util
+    if importlib.util.find_spec('tensorboard') is None:
+        raise ConfigError('--tensorboard needs the tensorboard package (tools/setup_env.sh '
+                          'installs it): pip install tensorboard')
+    backends = cfg.visualizer.setdefault('vis_backends', [])
+    if not any(b.get('type') == 'TensorboardVisBackend' for b in backends):
+        backends.append(dict(type='TensorboardVisBackend'))
+    vis = (cfg.get('default_hooks') or {}).get('visualization')
+    if vis is not None:
+        vis['draw'] = True
+
+
+def has_display() -> bool:
+    """Whether windows can open: on Linux an X11 or Wayland display must be set."""
+    return not sys.platform.startswith('linux') or bool(
+        os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY'))
+
+
+def enable_visualization(cfg, show: bool = False, wait_time: float = 2.0,
+                         show_dir: str = None) -> None:
+    """mmdet's ``--show`` (a window per image, ``wait_time`` seconds each) and ``--show-dir``
+    (drawn images saved under the run's log folder) through its DetVisualizationHook."""
+    vis = (cfg.get('default_hooks') or {}).get('visualization')
+    if vis is None:
+        raise ConfigError('--show and --show-dir need mmdet\'s DetVisualizationHook: '
+                          "default_hooks.visualization=dict(type='DetVisualizationHook')")
+    if show and not has_display():
+        raise ConfigError('--show needs a display and none is set ($DISPLAY is empty); save the '
+                          'drawn predictions instead with --show-dir DIR')
+    vis['draw'] = True
+    if show:
+        vis.update(show=True, wait_time=wait_time)
+    if show_dir:
+        vis['test_out_dir'] = show_dir
+
+
+def enable_tta(cfg) -> None:
+    """mmdet's ``--tta``: wrap the model in the config's ``tta_model`` and test with its
+    ``tta_pipeline`` (the SSDLite and RetinaNet bases define a horizontal-flip TTA). Call it on a
+    prepared config (``load_config``), so that the norm rewrite sees the detector, not the
+    wrapper."""
+    missing = [k for k in ('tta_model', 'tta_pipeline') if k not in cfg]
+    if missing:
+        raise ConfigError(f"--tta needs {' and '.join(missing)} in the config (as mmdet's TTA "
+                          'configs have them); the SSDLite and RetinaNet configs define a flip '
+                          "TTA; Mask R-CNN has none (mmdet's DetTTAModel does not merge masks)")
+    from mmengine.config import ConfigDict
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline

@@ -1,21 +1,29 @@
-"""COCO evaluation with the complete pycocotools summary and a per-class table.
+"""COCO evaluation with the complete COCO summary and a per-class table.
 
-    val_evaluator = dict(type='NormDetCocoMetric', metric=['bbox', 'segm'])
+    val_evaluator = dict(type='NormDetCocoMetric', metric=['bbox', 'segm'])   # backend='auto'
 
 mmdet's ``CocoMetric`` returns six AP numbers, evaluates AP at 1000 detections per image instead
 of COCO's 100, and with ``classwise=True`` stores per-class AP under keys (``<class>_precision``)
 that segm overwrites for bbox. This subclass keeps mmdet's prediction-to-JSON conversion and
-runs pycocotools' ``COCOeval`` with COCO's standard parameters (maxDets 1, 10, 100). It returns,
+runs COCOeval with COCO's standard parameters (maxDets 1, 10, 100). It returns,
 for each metric ``m`` in (bbox, segm):
 
     m_mAP  m_mAP_50  m_mAP_75  m_mAP_s  m_mAP_m  m_mAP_l            (AP; mmdet's key names)
     m_AR@1  m_AR@10  m_AR@100  m_AR_s@100  m_AR_m@100  m_AR_l@100   (AR)
 
-as fractions in [0, 1] (NaN where pycocotools prints -1: no ground truth of that size), and keeps the per-class AP, AP50, AP75, APs, APm, APl in
-``self.details[m]['per_class']`` (NaN where a class has no ground truth) for the report. A
-model with no detection at all (early in training) scores 0 instead of aborting the evaluation.
+as fractions in [0, 1] (NaN where COCOeval prints -1: no ground truth of that size), and keeps
+the per-class AP, AP50, AP75, APs, APm, APl in ``self.details[m]['per_class']`` (NaN where a class
+has no ground truth) for the report. A model with no detection at all (early in training) scores 0
+instead of aborting the evaluation.
+
+Backend (``backend=``): 'faster-coco-eval' (faster_coco_eval's ``COCOeval_faster``: the same 12
+numbers and per-class AP as pycocotools, about 7x faster on COCO-sized sets, C++ matching and
+accumulation), 'pycocotools' (the reference), or 'auto' (the default): faster-coco-eval when it is
+installed (tools/setup_env.sh installs it), else pycocotools. tests/test_evaluation.py checks that
+both give the same numbers on the same detections.
 """
 import contextlib
+import importlib.util
 import io
 import os.path as osp
 import tempfile
@@ -27,9 +35,17 @@ from mmdet.registry import METRICS
 from mmengine.fileio import load
 from mmengine.logging import MMLogger
 
+from .errors import ConfigError
+
 SUMMARY = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l',
            'AR@1', 'AR@10', 'AR@100', 'AR_s@100', 'AR_m@100', 'AR_l@100')
 PER_CLASS = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl')
+BACKENDS = ('faster-coco-eval', 'pycocotools')
+
+
+def default_backend() -> str:
+    """faster-coco-eval when it is installed, else pycocotools."""
+    return BACKENDS[0] if importlib.util.find_spec('faster_coco_eval') else BACKENDS[1]
 
 
 def per_class_ap(precision: np.ndarray, k: int) -> dict:
@@ -46,9 +62,28 @@ def per_class_ap(precision: np.ndarray, k: int) -> dict:
 @METRICS.register_module()
 class NormDetCocoMetric(CocoMetric):
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, backend: str = 'auto', **kwargs):
         super().__init__(*args, **kwargs)
+        if backend not in ('auto', *BACKENDS):
+            raise ConfigError(f"NormDetCocoMetric backend {backend!r}: use 'auto', "
+                              + ', '.join(repr(b) for b in BACKENDS))
+        if backend == BACKENDS[0] and not importlib.util.find_spec('faster_coco_eval'):
+            raise ConfigError("NormDetCocoMetric backend 'faster-coco-eval' is not installed: "
+                              "pip install faster-coco-eval, or backend='auto'")
+        self.backend = default_backend() if backend == 'auto' else backend
         self.details = {}
+        self._faster_gt = None  # (pycocotools ground truth, the same in faster_coco_eval's COCO)
+
+    def _coco_eval(self, iou_type: str, predictions: list):
+        """The backend's COCOeval on the ground truth and ``predictions`` (COCO result dicts)."""
+        if self.backend == 'pycocotools':
+            return COCOeval(self._coco_api, self._coco_api.loadRes(predictions), iou_type)
+        from faster_coco_eval import COCO as FasterCOCO
+        from faster_coco_eval import COCOeval_faster
+        if self._faster_gt is None or self._faster_gt[0] is not self._coco_api:
+            self._faster_gt = self._coco_api, FasterCOCO(self._coco_api.dataset)
+        gt = self._faster_gt[1]
+        return COCOeval_faster(gt, gt.loadRes(predictions), iou_type, print_function=print)
 
     def _ground_truth(self, gts, outfile_prefix):
         if self._coco_api is None:  # no annotation file: convert the ground truth (as mmdet does)
@@ -70,17 +105,18 @@ class NormDetCocoMetric(CocoMetric):
             rows = [dict(zip(PER_CLASS, [0.0] * len(PER_CLASS)), **{'class': n}) for n in names]
         else:
             with contextlib.redirect_stdout(io.StringIO()) as out:
-                coco_eval = COCOeval(self._coco_api, self._coco_api.loadRes(predictions), iou_type)
+                coco_eval = self._coco_eval(iou_type, predictions)
                 coco_eval.params.catIds, coco_eval.params.imgIds = self.cat_ids, self.img_ids
                 coco_eval.params.iouThrs = self.iou_thrs
                 coco_eval.evaluate()
                 coco_eval.accumulate()
                 coco_eval.summarize()
-            logger.info(f'{iou_type}: pycocotools summary\n{out.getvalue()}')
+            logger.info(f'{iou_type}: {self.backend} summary\n{out.getvalue()}')
             stats = coco_eval.stats
             precision = coco_eval.eval['precision']
             rows = [dict(per_class_ap(precision, k), **{'class': n}) for k, n in enumerate(names)]
-        self.details[iou_type] = dict(per_class=rows, num_detections=len(predictions))
+        self.details[iou_type] = dict(per_class=rows, num_detections=len(predictions),
+                                      backend=self.backend)
         return {f'{iou_type}_{key}': float(v) if v >= 0 else float('nan')
                 for key, v in zip(SUMMARY, stats)}
 

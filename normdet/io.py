@@ -1,4 +1,6 @@
-"""Plain file I/O helpers: writes that never leave a partial file behind."""
+"""Plain file I/O helpers: writes that never leave a partial file behind, strict JSON."""
+import math
+import numbers
 import os
 import os.path as osp
 import tempfile
@@ -25,3 +27,13 @@ def atomic_write(path: str, data) -> None:
         if osp.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def strict_json(value):
+    """``value`` with every non-finite number (NaN, inf) replaced by None, recursively: strict
+    JSON readers reject the NaN that ``json.dump`` writes."""
+    if isinstance(value, dict):
+        return type(value)((k, strict_json(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return None if isinstance(value, numbers.Real) and not math.isfinite(value) else value

@@ -41,6 +41,7 @@ def prepare_config(cfg):
     # convert_norm takes the batch per GPU (MABN's buffer) from the train dataloader
     convert_norm(cfg, cfg.get('norm', 'BN'), **cfg.get('norm_options', {}))
     stack_fixes.fix_config(cfg.model)
+    stack_fixes.fix_logging(cfg)
     check_norm_types(cfg.model)
     hooks = list(cfg.get('custom_hooks') or [])
     if not any(h.get('type') == 'NormDetStateHook' for h in hooks):

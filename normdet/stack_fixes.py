@@ -15,6 +15,12 @@ call it (idempotent; each fix is guarded by the versions it is known for).
 3. ``SSDHead`` never sets ``loss_cls`` (mmdet <= 3.3.0), which ``BaseDenseHead._predict_by_feat_single``
    reads, so SSDLite validation fails with AttributeError. normdet registers the fixed subclass
    under its own name, ``NormDetSSDHead``; ``fix_config`` points a config's SSD heads at it.
+4. mmengine (<= 0.10.7) writes its JSON logs with ``json.dump``, which writes ``NaN`` for an AP of
+   a size range without ground truth (and ``Infinity`` for a diverged loss): strict JSON readers
+   reject the files. ``NormDetLocalVisBackend`` (``vis_data/scalars.json`` and the
+   ``vis_data/<timestamp>.json`` log beside it) and ``NormDetLoggerHook`` (the test run's
+   ``<timestamp>.json``) write ``null`` instead, as ``coco_metrics.json`` does; ``fix_logging``
+   points a config's visualizer backends and logger hook at them.
 """
 import pickle
 
@@ -26,9 +32,12 @@ from mmdet.models.dense_heads import SSDHead
 from mmdet.registry import MODELS
 from mmengine.fileio.backends.local_backend import LocalBackend
 from mmengine.logging import HistoryBuffer
+from mmengine.hooks import LoggerHook
+from mmengine.registry import HOOKS, VISBACKENDS
 from mmengine.utils import digit_version
+from mmengine.visualization import LocalVisBackend
 
-from .io import atomic_write
+from .io import atomic_write, strict_json
 
 # HistoryBuffer's built-in statistics (its registry of them fills only when one is instantiated)
 _STATISTICS = frozenset(('min', 'max', 'current', 'mean'))
@@ -68,6 +77,24 @@ class NormDetSSDHead(SSDHead):
         self.loss_cls = None
 
 
+@VISBACKENDS.register_module()
+class NormDetLocalVisBackend(LocalVisBackend):
+    """mmengine's LocalVisBackend writing strict JSON: non-finite scalars become null (fix 4)."""
+
+    def _dump(self, value_dict: dict, file_path: str, file_format: str) -> None:
+        super()._dump(strict_json(value_dict) if file_format == 'json' else value_dict,
+                      file_path, file_format)
+
+
+@HOOKS.register_module()
+class NormDetLoggerHook(LoggerHook):
+    """mmengine's LoggerHook writing the test run's JSON log strictly: NaN becomes null (fix 4)."""
+
+    @staticmethod
+    def _process_tags(tags: dict):
+        return strict_json(LoggerHook._process_tags(tags))
+
+
 def _version(module) -> tuple:
     return digit_version(module.__version__)
 
@@ -75,6 +102,7 @@ def _version(module) -> tuple:
 TORCH_LOADS_WEIGHTS_ONLY = _version(torch) >= digit_version('2.6.0')
 MMENGINE_PUT_NOT_ATOMIC = _version(mmengine) <= digit_version('0.10.7')
 MMDET_SSDHEAD_LACKS_LOSS_CLS = _version(mmdet) <= digit_version('3.3.0')
+MMENGINE_JSON_LOG_NAN = _version(mmengine) <= digit_version('0.10.7')
 
 
 def apply() -> None:
@@ -94,3 +122,16 @@ def fix_config(model_cfg) -> None:
         head = model_cfg.get(key)
         if isinstance(head, dict) and head.get('type') == 'SSDHead':
             head['type'] = 'NormDetSSDHead'
+
+
+def fix_logging(cfg) -> None:
+    """Point the config's local visualization backends at ``NormDetLocalVisBackend`` and its
+    logger hook at ``NormDetLoggerHook`` (fix 4), in place."""
+    if not MMENGINE_JSON_LOG_NAN:
+        return
+    for backend in (cfg.get('visualizer') or {}).get('vis_backends') or []:
+        if isinstance(backend, dict) and backend.get('type') == 'LocalVisBackend':
+            backend['type'] = 'NormDetLocalVisBackend'
+    logger = (cfg.get('default_hooks') or {}).get('logger')
+    if isinstance(logger, dict) and logger.get('type') == 'LoggerHook':
+        logger['type'] = 'NormDetLoggerHook'

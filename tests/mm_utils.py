@@ -52,9 +52,10 @@ def tool(name: str):
 
 
 def _pipeline_resizes(prefix: str, pipeline, size: int):
+    """Options resizing every Resize of the transforms list at ``prefix`` to ``size``."""
     for i, t in enumerate(pipeline):
         if t.get('type') == 'Resize':
-            yield f'{prefix}.pipeline.{i}.scale=({size},{size})'
+            yield f'{prefix}.{i}.scale=({size},{size})'
 
 
 def small_options(config: str, data_root: str, size: int = 128, epochs: int = 1) -> list:
@@ -70,11 +71,15 @@ def small_options(config: str, data_root: str, size: int = 128, epochs: int = 1)
     if dataset.type == 'RepeatDataset':  # SSDLite: one pass over the data per epoch
         opts.append(f'{train}.times=1')
         train, dataset = train + '.dataset', dataset.dataset
-    opts += list(_pipeline_resizes(train, dataset.pipeline, size))
+    opts += list(_pipeline_resizes(f'{train}.pipeline', dataset.pipeline, size))
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         opts += [f'{loader}.num_workers=0', f'{loader}.persistent_workers=False']
     for loader in ('val_dataloader', 'test_dataloader'):
-        opts += list(_pipeline_resizes(f'{loader}.dataset', cfg[loader].dataset.pipeline, size))
+        opts += list(_pipeline_resizes(f'{loader}.dataset.pipeline', cfg[loader].dataset.pipeline,
+                                       size))
+    for i, t in enumerate(cfg.get('tta_pipeline') or []):  # tools/test.py --tta
+        for j, group in enumerate(t.get('transforms') or []):
+            opts += list(_pipeline_resizes(f'tta_pipeline.{i}.transforms.{j}', group, size))
     return opts
 
 

@@ -1,10 +1,15 @@
-"""NormDetCocoMetric against pycocotools run directly, and the report built from it."""
+"""NormDetCocoMetric against pycocotools run directly, with both backends (faster-coco-eval and
+pycocotools give the same 12 numbers and per-class AP on the same detections), and the report
+built from it."""
 import contextlib
+import importlib.util
 import io
 import json
 import math
 import os.path as osp
 
+import mmcv
+import mmdet
 import numpy as np
 import pytest
 import torch
@@ -15,7 +20,7 @@ from pycocotools.cocoeval import COCOeval
 
 from mm_utils import REPO
 from normdet.data import CLASSES, generate_synthetic_coco
-from normdet.evaluation import SUMMARY, NormDetCocoMetric
+from normdet.evaluation import BACKENDS, SUMMARY, NormDetCocoMetric
 from normdet.report import build_report, to_markdown, write_report
 
 
@@ -53,8 +58,8 @@ def predictions(ann_file, jitter, drop, seed=0):
     return samples
 
 
-def evaluate(ann_file, samples, metric=('bbox', 'segm')):
-    m = NormDetCocoMetric(ann_file=ann_file, metric=list(metric))
+def evaluate(ann_file, samples, metric=('bbox', 'segm'), backend='auto'):
+    m = NormDetCocoMetric(ann_file=ann_file, metric=list(metric), backend=backend)
     m.dataset_meta = dict(classes=CLASSES)
     m.process({}, samples)
     return m, m.evaluate(len(samples))
@@ -92,10 +97,23 @@ def test_perfect_detections_score_one(coco):
         assert m[f'coco/{task}_AR@100'] == pytest.approx(1.0)
 
 
+def test_faster_coco_eval_is_the_default_backend():
+    """tools/setup_env.sh installs faster-coco-eval; where it is missing pycocotools is used."""
+    installed = importlib.util.find_spec('faster_coco_eval') is not None
+    assert NormDetCocoMetric(metric=['bbox']).backend == (
+        'faster-coco-eval' if installed else 'pycocotools')
+    with pytest.raises(ValueError, match="backend 'fast': use 'auto', 'faster-coco-eval'"):
+        NormDetCocoMetric(metric=['bbox'], backend='fast')
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
 @pytest.mark.parametrize('task', ['bbox', 'segm'])
-def test_matches_pycocotools(coco, task):
+def test_matches_pycocotools(coco, task, backend):
+    if backend == 'faster-coco-eval':
+        pytest.importorskip('faster_coco_eval')  # installed by tools/setup_env.sh
     samples = predictions(coco, jitter=3, drop=0.3)
-    metric, m = evaluate(coco, samples, metric=(task,))
+    metric, m = evaluate(coco, samples, metric=(task,), backend=backend)
+    assert metric.details[task]['backend'] == backend
     want = pycocotools_direct(coco, samples, task)
     got = [m[f'coco/{task}_{k}'] for k in SUMMARY]
     np.testing.assert_allclose(got, np.where(want < 0, np.nan, want), atol=1e-12)
@@ -126,9 +144,20 @@ def test_report_files(coco, tmp_path):
     json_path, md_path = write_report(str(tmp_path), report)
     saved = json.loads(open(json_path).read())
     assert saved['batch'] == dict(per_gpu=2, gpus=8, total=16) and saved['norm'] == 'MABN'
+    assert saved['detector'] == 'MaskRCNN ResNet50'
     assert saved['metrics']['bbox_mAP'] == m['coco/bbox_mAP']
     md = open(md_path).read()
     assert '| training batch | 2 per GPU x 8 GPU(s) = 16 |' in md
     assert f"| bbox | {100 * m['coco/bbox_mAP']:.1f} |" in md
     assert 'MaskRCNN (ResNet + FPN + RPNHead + StandardRoIHead)' in md
+    # what the run was: schedule, LR, evaluation backend, versions, commit
+    assert saved['schedule'] == dict(by='epoch', max_epochs=24, dataset_repeats=None)
+    assert saved['optimizer'] == dict(type='SGD', lr=0.02, auto_scale_lr=True,
+                                      base_batch_size=16, lr_used=0.02)
+    assert '| schedule | 24 epochs |' in md and '| optimizer | SGD, lr 0.02 for batch 16 |' in md
+    assert saved['evaluation']['backend'] == metric.backend
+    assert f'| evaluation | {metric.backend} |' in md
+    assert saved['versions']['mmcv'] == mmcv.__version__ and saved['versions']['normdet']
+    assert f'mmdet {mmdet.__version__}' in md and f'torch {torch.__version__}' in md
+    assert len(saved['commit'].split()[0]) == 40 and f"| commit | {saved['commit']} |" in md
     assert md == to_markdown(report)

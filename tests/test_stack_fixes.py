@@ -1,14 +1,17 @@
 """normdet's fixes for mmdet 3.3.0 + mmengine 0.10.7 under torch >= 2.6: mmengine checkpoints load
 with weights_only=True (and malicious ones still do not), checkpoints are written atomically, and
-SSDLite can predict. ``import normdet`` alone changes nothing of the stack; ``apply()`` does."""
+SSDLite can predict, and the JSON logs are strict JSON. ``import normdet`` alone changes nothing of the stack; ``apply()`` does."""
+import json
 import os
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 from mmdet.registry import MODELS
+from mmengine.registry import HOOKS, VISBACKENDS
 from mmdet.testing import demo_mm_inputs
 
 import normdet
@@ -132,3 +135,28 @@ def test_ssdlite_predicts():
         results = model(**data, mode='predict')  # AttributeError 'loss_cls' without the fix
     inst = results[0].pred_instances
     assert len(inst) > 0 and inst.bboxes.shape[1] == 4 and (inst.labels < 3).all()
+
+
+def _strict_loads(line):
+    def reject(constant):
+        raise ValueError(f'{constant} is not JSON')
+    return json.loads(line, parse_constant=reject)
+
+
+def test_logs_are_strict_json(tmp_path):
+    """NaN (an AP without ground truth of that size) and inf are written as null, by the vis
+    backend (scalars.json and the .json log beside it) and by the test run's logger hook."""
+    cfg = packaged('ssdlite')
+    stack_fixes.fix_logging(cfg)
+    assert cfg.visualizer.vis_backends[0].type == 'NormDetLocalVisBackend'
+    assert cfg.default_hooks.logger.type == 'NormDetLoggerHook'
+    backend = VISBACKENDS.build(dict(cfg.visualizer.vis_backends[0], save_dir=str(tmp_path)))
+    backend.add_scalars({'coco/bbox_mAP_l': float('nan'), 'loss': np.float64('inf'),
+                         'coco/bbox_mAP': 0.25}, step=3, file_path='run.json')
+    for name in ('scalars.json', 'run.json'):
+        row = _strict_loads((tmp_path / name).read_text().splitlines()[0])
+        assert row == {'coco/bbox_mAP_l': None, 'loss': None, 'coco/bbox_mAP': 0.25, 'step': 3}
+    tags = HOOKS.get('NormDetLoggerHook')._process_tags(
+        {'coco/bbox_mAP_s': float('nan'), 'coco/bbox_mAP': 0.5, 'per_class': [1.0, float('inf')]})
+    assert json.loads(json.dumps(tags)) == {'coco/bbox_mAP_s': None, 'coco/bbox_mAP': 0.5,
+                                            'per_class': [1.0, None]}

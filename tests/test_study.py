@@ -1,31 +1,44 @@
 """tools/report.py and tools/sweep.py: aggregation and the paired t-test on fixed metric files
-give known values, a diverged run is flagged, and a 2 x 2 sweep on CPU writes report and plots."""
+give known values, a diverged run is flagged, runs are grouped by what their configs say (duplicates
+and skipped folders listed), and a 2 x 2 sweep on CPU writes report and plots, shows progress and
+keys its runs by their options."""
 import json
 import math
 import os
 import os.path as osp
+import re
 
 import pytest
 
-from mm_utils import REPO, run_cli, small_options
+from mm_utils import REPO, run_cli, small_options, tool
 from normdet.data import generate_synthetic_coco
+from normdet.errors import ConfigError
 from normdet.study import aggregate, collect, paired_t_test, write_study
 
 APS = {('BN', 0): 0.30, ('BN', 1): 0.32, ('BN', 2): 0.31,
        ('DNB', 0): 0.32, ('DNB', 1): 0.35, ('DNB', 2): 0.32}
+DATA = '/data/synthetic_coco'
 
 
-def fake_run(root, norm, seed, ap=None, status=None, losses=(2.0, 1.5, 1.0)):
-    d = osp.join(root, f'ssdlite_{norm.lower()}_b2_s{seed}')
+def fake_run(root, norm, seed, ap=None, status=None, losses=(2.0, 1.5, 1.0), name=None,
+             data_root=DATA, mtime=None):
+    d = osp.join(root, name or f'run_{norm.lower()}_b2_s{seed}')
     os.makedirs(osp.join(d, '20260101_000000', 'vis_data'))
     if ap is not None:
-        with open(osp.join(d, 'coco_metrics.json'), 'w') as f:
-            json.dump(dict(config='configs/ssdlite_x.py', norm=norm, seed=seed,
-                           batch=dict(per_gpu=2, gpus=1, total=2),
-                           metrics=dict(bbox_mAP=ap, bbox_mAP_50=ap + 0.2)), f)
+        path = osp.join(d, 'coco_metrics.json')
+        with open(path, 'w') as f:
+            json.dump(dict(config='configs/ssdlite_x.py', detector='SSD MobileNetV2', norm=norm,
+                           seed=seed, batch=dict(per_gpu=2, gpus=1, total=2),
+                           dataset=dict(data_root=data_root),
+                           schedule=dict(by='epoch', max_epochs=24, dataset_repeats=None),
+                           metrics=dict(bbox_mAP=ap, bbox_mAP_50=ap + 0.2,
+                                        bbox_mAP_75=ap - 0.1)), f)
+        if mtime is not None:
+            os.utime(path, (mtime, mtime))
     if status is not None:
         with open(osp.join(d, 'sweep_run.json'), 'w') as f:
-            json.dump(dict(detector='ssdlite', norm=norm, batch=2, seed=seed, status=status), f)
+            json.dump(dict(detector='SSD MobileNetV2', norm=norm, batch=2, seed=seed,
+                           status=status, data_root=data_root), f)
     with open(osp.join(d, '20260101_000000', 'vis_data', 'scalars.json'), 'w') as f:
         for i, loss in enumerate(losses):
             f.write(json.dumps(dict(loss=loss, lr=0.01 * (i + 1), iter=10 * (i + 1))) + '\n')
@@ -35,10 +48,14 @@ def fake_run(root, norm, seed, ap=None, status=None, losses=(2.0, 1.5, 1.0)):
 @pytest.fixture
 def study(tmp_path):
     for (norm, seed), ap in APS.items():
-        fake_run(str(tmp_path), norm, seed, ap)
-    fake_run(str(tmp_path), 'FRN', 0, status='failed')
+        fake_run(str(tmp_path), norm, seed, ap, mtime=1e9)
+    fake_run(str(tmp_path), 'FRN', 0, status='failed', data_root=DATA)
     fake_run(str(tmp_path), 'FRN', 1, losses=(2.0, float('nan')), status='diverged')
     return str(tmp_path)
+
+
+def reject(constant):
+    raise ValueError(f'{constant} is not strict JSON')
 
 
 def test_paired_t_test_known_value():
@@ -47,6 +64,7 @@ def test_paired_t_test_known_value():
     assert n == 3 and t == pytest.approx(2 * math.sqrt(3))
     assert p == pytest.approx(0.5 * (1 - t / math.sqrt(t * t + 2)))
     assert paired_t_test([0.5, 0.4], [0.6, 0.5])[1] == pytest.approx(1.0)  # worse every time
+    assert math.isnan(paired_t_test([0.5], [0.4])[1])  # one pair: no test
 
 
 def test_aggregate(study):
@@ -54,18 +72,74 @@ def test_aggregate(study):
     assert len(runs) == 8
     rows = {r['norm']: r for r in aggregate(runs, baseline='BN')}
     assert rows['BN']['mean'] == pytest.approx(0.31) and rows['BN']['std'] == pytest.approx(0.01)
+    assert rows['BN']['AP50'] == pytest.approx(0.51) and rows['BN']['AP75'] == pytest.approx(0.21)
     assert rows['DNB']['mean'] == pytest.approx(0.33) and rows['DNB']['n'] == 3
     assert rows['DNB']['pairs'] == 3 and rows['DNB']['p'] == pytest.approx(0.03709, abs=1e-4)
     assert rows['FRN']['diverged'] == 1 and rows['FRN']['failed'] == 1 and rows['FRN']['n'] == 0
+    assert {r['detector'] for r in runs} == {'SSD MobileNetV2'}  # from the report, not the name
 
 
 def test_report_flags_diverged(study, tmp_path):
     path = write_study([study], str(tmp_path / 'out'))
     md = open(path).read()
-    assert '- diverged: ssdlite FRN batch 2 seed 1' in md and '- failed: ssdlite FRN' in md
-    assert '| ssdlite | DNB | 2 | 3 | 33.0 | 1.7 | 0 | 0 | 0.0371 | 3 |' in md
+    assert '- diverged: SSD MobileNetV2 FRN batch 2 seed 1' in md
+    assert '- failed: SSD MobileNetV2 FRN' in md
+    assert ('| SSD MobileNetV2 | synthetic_coco | 24 epochs | DNB | 2 | 3 | 33.0 ± 1.7 | '
+            '53.0 ± 1.7 | 23.0 ± 1.7 | 0 | 0 | 0.0371 | 3 |') in md
     for png in ('bbox_ap_by_norm.png', 'bbox_ap_vs_batch.png', 'loss_curves.png', 'lr_curves.png'):
         assert osp.getsize(tmp_path / 'out' / png) > 10000 and f'({png})' in md
+    json.loads((tmp_path / 'out' / 'study.json').read_text(), parse_constant=reject)  # strict
+
+
+MMDET_DUMP = """
+model = dict(type='RetinaNet', backbone=dict(type='ResNet', depth=50,
+             norm_cfg=dict(type='GN', num_groups=32)), neck=dict(type='FPN'))
+train_dataloader = dict(batch_size=4, dataset=dict(type='CocoDataset', data_root='/data/coco/'))
+test_dataloader = dict(dataset=dict(type='CocoDataset', data_root='/data/coco/'))
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=12)
+randomness = dict(seed=3)
+"""
+
+
+def test_runs_grouped_by_what_they_were(tmp_path):
+    """The issue's mix-up: three MABN folders at batch 2, seed 0, one on another dataset, were
+    '1 seed'. Now: the two on the same data are duplicates (the newest counts, the other is
+    listed), the third is its own group; a run of mmdet's train.py (dumped config, validation in
+    its log, no coco_metrics.json) is read from its config and log; a folder with only a log is
+    listed as skipped."""
+    root = str(tmp_path / 'runs')
+    fake_run(root, 'MABN', 0, 0.20, name='a', mtime=1e9)
+    fake_run(root, 'MABN', 0, 0.25, name='b', mtime=2e9)
+    fake_run(root, 'MABN', 0, 0.10, name='c', data_root='/data/other_set')
+    mmdet = osp.join(root, 'retinanet_r50_fpn_gn_1x_coco')
+    os.makedirs(osp.join(mmdet, '20260102_000000', 'vis_data'))
+    with open(osp.join(mmdet, 'retinanet_r50_fpn_gn_1x_coco.py'), 'w') as f:
+        f.write(MMDET_DUMP)
+    with open(osp.join(mmdet, '20260102_000000', 'vis_data', 'scalars.json'), 'w') as f:
+        f.write(json.dumps(dict(loss=1.0, lr=0.01, iter=10, step=10)) + '\n')
+        f.write(json.dumps({'coco/bbox_mAP': 0.4, 'coco/bbox_mAP_50': 0.6, 'coco/bbox_mAP_75': 0.42,
+                            'coco/bbox_mAP_l': None, 'step': 12}) + '\n')
+    os.makedirs(osp.join(root, 'crashed', '20260103_000000'))
+    with open(osp.join(root, 'crashed', '20260103_000000', '20260103_000000.log'), 'w') as f:
+        f.write('started\n')
+    os.makedirs(osp.join(root, 'notes'))  # not a run: ignored
+
+    path = write_study([root], str(tmp_path / 'out'), baseline='MABN')
+    md = open(path).read()
+    rows = json.loads((tmp_path / 'out' / 'study.json').read_text())['tables']['bbox']
+    mabn = {osp.basename(r['dataset']): r for r in rows if r['norm'] == 'MABN'}
+    assert mabn['synthetic_coco']['n'] == 1
+    assert mabn['synthetic_coco']['mean'] == pytest.approx(0.25)
+    assert mabn['other_set']['n'] == 1 and mabn['other_set']['mean'] == pytest.approx(0.10)
+    assert f"seed 0 ({osp.join(root, 'a')}): duplicate of {osp.join(root, 'b')}" in md
+    gn = next(r for r in rows if r['norm'] == 'GN')
+    assert (gn['detector'], gn['batch'], gn['schedule'], gn['dataset'], gn['seeds']) == (
+        'RetinaNet ResNet50', 4, '12 epochs', '/data/coco', [3])
+    assert gn['mean'] == pytest.approx(0.4) and gn['AP75'] == pytest.approx(0.42)
+    assert '## Results read from the training log' in md and 'RetinaNet ResNet50 GN batch 4' in md
+    assert (f"- {osp.join(root, 'crashed')}: no coco_metrics.json and no validation in its log"
+            in md)
+    assert 'notes' not in md
 
 
 def test_sweep_2x2_on_cpu(tmp_path):
@@ -83,12 +157,46 @@ def test_sweep_2x2_on_cpu(tmp_path):
     r = run_cli(*args, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     assert '[sweep 4/4]' in r.stdout and 'about' in r.stdout
-    status = {d: json.load(open(tmp_path / 'sweep' / d / 'sweep_run.json'))['status']
+    # progress: the run's iteration lines as they come
+    assert re.search(r'\[sweep 2/4\] ssdlite_bn_b2_s0_\w+: Epoch\(train\) \[1\]', r.stdout)
+    status = {d.rsplit('_', 1)[0]: json.loads((tmp_path / 'sweep' / d / 'sweep_run.json')
+                                              .read_text())['status']
               for d in os.listdir(tmp_path / 'sweep') if d.startswith('ssdlite')}
     assert status == {'ssdlite_bn_b1_s0': 'failed', 'ssdlite_bn_b2_s0': 'done',
                       'ssdlite_gn_b1_s0': 'done', 'ssdlite_gn_b2_s0': 'done'}
     md = (tmp_path / 'sweep' / 'report' / 'report.md').read_text()
-    assert '- failed: ssdlite BN batch 1 seed 0' in md and '| ssdlite | GN | 1 | 1 |' in md
+    # what each run was comes from its dumped config: detector, dataset, schedule
+    assert '- failed: SSD MobileNetV2 BN batch 1 seed 0' in md
+    assert f'| SSD MobileNetV2 | {osp.basename(data)} | 1 epoch | GN | 1 | 1 |' in md
     assert osp.getsize(tmp_path / 'sweep' / 'report' / 'bbox_ap_vs_batch.png') > 10000
     again = run_cli(*args, timeout=600)
     assert again.stdout.count('finished before, skipped') == 3
+
+
+def test_sweep_runs_are_keyed_by_their_options():
+    """A changed --epochs, --cfg-options or --data-root names another run folder, so a finished
+    run trained with other options is never reused; the same options name the same folder."""
+    sweep = tool('sweep')
+    base = ['--detector', 'ssdlite', '--norms', 'BN', '--batch', '2', '--work-dir', 'w']
+
+    def name(*extra):
+        args = sweep.parse_args(base + ['--epochs', '1', *extra])
+        return sweep.run_name(args, 'BN', 2, 0)
+    assert name() == name() and name().startswith('ssdlite_bn_b2_s0_')
+    assert len({name(), name('--cfg-options', 'optim_wrapper.optimizer.lr=0.1'),
+                name('--data-root', '/data/coco'), sweep.run_name(
+                    sweep.parse_args(base + ['--epochs', '2']), 'BN', 2, 0)}) == 4
+
+
+def test_sweep_finds_any_detector_config():
+    """--detector maps to configs/<detector>_<norm>.py, --config-pattern to any layout; a
+    missing config names the detectors that exist."""
+    sweep = tool('sweep')
+    args = sweep.parse_args(['--detector', 'ssdlite', '--norms', 'DNB', '--batch', '2',
+                             '--epochs', '1', '--work-dir', 'w',
+                             '--config-pattern', 'configs/{detector}_{norm}_quickstart.py'])
+    assert sweep.config_of(args, 'DNB') == osp.join(REPO, 'configs', 'ssdlite_dnb_quickstart.py')
+    known = r"detector 'yolo'.*mask_rcnn_r50_fpn, retinanet_r50_fpn, ssdlite"
+    with pytest.raises(ConfigError, match=known):
+        sweep.parse_args(['--detector', 'yolo', '--norms', 'BN', '--batch', '2', '--epochs', '1',
+                          '--work-dir', 'w'])

@@ -15,11 +15,16 @@ No assertion: the numbers are for reading; the JSON (--out) keeps them.
 """
 import argparse
 import json
+import os.path as osp
 import statistics
+import sys
 import time
 
 import torch
-from torch import nn
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's normdet
+import normdet  # noqa: E402,F401  (the layers timed here are plain PyTorch)
+from normdet.errors import ConfigError  # noqa: E402
 
 DETECTOR_SHAPES = [(2, 256, 200, 336), (2, 64, 400, 672), (24, 96, 160, 160), (24, 1280, 10, 10)]
 QUICK_SHAPES = [(2, 32, 24, 32), (4, 64, 8, 8)]
@@ -147,7 +152,9 @@ def table(result) -> str:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    # as normdet.apis.parse_tool_args(config=False), which needs the OpenMMLab stack: this tool
+    # times plain PyTorch layers and runs without it
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0], allow_abbrev=False)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=list(DTYPES))
     p.add_argument('--layouts', nargs='+', default=['nchw', 'channels_last'],
@@ -157,8 +164,12 @@ def main(argv=None):
     p.add_argument('--iters', type=int, default=20)
     p.add_argument('--out', help='write the results as JSON')
     args = p.parse_args(argv)
-    shapes = ([tuple(int(v) for v in s.split(',')) for s in args.shapes] if args.shapes
-              else QUICK_SHAPES if args.quick else DETECTOR_SHAPES)
+    try:
+        shapes = ([tuple(int(v) for v in s.split(',')) for s in args.shapes] if args.shapes
+                  else QUICK_SHAPES if args.quick else DETECTOR_SHAPES)
+    except ValueError:
+        raise ConfigError(f'--shapes {" ".join(args.shapes)}: give N,C,H,W, e.g. '
+                          '2,256,200,336') from None
     result = benchmark(torch.device(args.device), args.dtypes, args.layouts, shapes,
                        3 if args.quick else args.iters)
     print(table(result))
@@ -169,4 +180,9 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        from normdet.apis import run_tool
+    except ImportError:  # no OpenMMLab stack: the layers alone are timed
+        main()
+    else:
+        run_tool(main)

@@ -9,9 +9,16 @@ statistics or affine) and stay. Load the result with normdet.fuse.load_folded(cf
 """
 import argparse
 import json
+import os.path as osp
+import sys
 import time
 
-from mmengine.config import DictAction
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's normdet
+from normdet.stack import require_openmmlab  # noqa: E402
+
+require_openmmlab()
+from normdet.apis import parse_tool_args, run_tool  # noqa: E402
+from normdet.errors import ConfigError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -23,8 +30,7 @@ def parse_args(argv=None):
     p.add_argument('--iters', type=int, default=10, help='timed forward passes per model')
     p.add_argument('--size', type=int, nargs=2, default=(320, 320), metavar=('H', 'W'))
     p.add_argument('--device', default='cuda' if _cuda() else 'cpu')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='as in tools/train.py')
-    return p.parse_args(argv)
+    return parse_tool_args(p, argv)
 
 
 def _cuda():
@@ -53,6 +59,8 @@ def main(argv=None):
     from normdet.apis import load_config
     from normdet.fuse import build_model, fold_and_check, save_folded
 
+    if args.checkpoint and not osp.isfile(args.checkpoint):
+        raise ConfigError(f'checkpoint {args.checkpoint!r} not found')
     cfg = load_config(args.config, args.cfg_options)
     model = build_model(cfg, args.checkpoint, args.device)
     x = torch.randn(1, 3, *args.size, device=args.device)
@@ -69,4 +77,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -2,14 +2,23 @@
 
     python tools/report.py work_dirs/sweep_ssdlite [more work dirs...] [--out DIR] [--baseline BN]
 
-Reads each run's coco_metrics.json, sweep_run.json and MMEngine scalars log (a folder, or the
-run folders directly under it); writes OUT/report.md, OUT/study.json and the plots: AP per norm
-and batch (mean ± std over seeds), AP vs images per GPU, training loss and LR curves. p-values:
-one-sided paired t-test against the baseline norm over seeds; diverged runs are flagged.
+Reads each run (a folder, or the run folders directly under it): what it was from the config its
+runner dumped (detector, dataset, schedule, norm, images per GPU, seed), its results from
+coco_metrics.json (or, for runs of mmdet's own train.py, the last validation in its log),
+sweep_run.json and MMEngine's scalars log. Writes OUT/report.md, OUT/study.json and the plots: AP,
+AP50 and AP75 per norm and batch (mean, ± std where >= 2 seeds), the same vs images per GPU,
+training loss and LR curves. p-values: one-sided paired t-test (scipy.stats.ttest_rel) against
+the baseline norm over seeds. Diverged and failed runs, duplicates and skipped folders are listed.
 """
 import argparse
 import os.path as osp
 import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's normdet
+from normdet.stack import require_openmmlab  # noqa: E402
+
+require_openmmlab()
+from normdet.apis import parse_tool_args, run_tool  # noqa: E402
 
 
 def main(argv=None):
@@ -17,16 +26,13 @@ def main(argv=None):
     p.add_argument('work_dirs', nargs='+')
     p.add_argument('--out', help='output folder (default: WORK_DIR/report for the first one)')
     p.add_argument('--baseline', default='BN', help='norm the others are tested against')
-    args = p.parse_args(argv)
+    args = parse_tool_args(p, argv, config=False)
     from normdet.study import write_study
     out = args.out or osp.join(args.work_dirs[0], 'report')
-    try:
-        path = write_study(args.work_dirs, out, args.baseline)
-    except FileNotFoundError as e:
-        sys.exit(f'[normdet] error: {e}')
+    path = write_study(args.work_dirs, out, args.baseline)
     print(f'[normdet] report: {path}')
     return path
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

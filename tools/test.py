@@ -1,18 +1,25 @@
-"""Evaluate a checkpoint with pycocotools and write the COCO report.
+"""Evaluate a checkpoint (COCO metrics: faster-coco-eval, or pycocotools) and write the report.
 
     python tools/test.py configs/ssdlite_dnb.py work_dirs/ssdlite_dnb/epoch_120.pth
-        [--work-dir DIR] [--out results.pkl] [--show-dir DIR] [--cfg-options ...] [--launcher pytorch]
+        [--work-dir DIR] [--out results.pkl] [--show] [--show-dir DIR] [--wait-time S] [--tta]
+        [--cfg-options ...] [--launcher pytorch]
 
-Writes WORK_DIR/coco_metrics.json (every metric, per-class AP) and WORK_DIR/coco_report.md
-(model, norm, batch, checkpoint, dataset, metrics and per-class tables). Multi-GPU through
-tools/dist_test.sh.
+MMDetection's test flags: --show draws each image's predictions in a window (--wait-time seconds
+each; needs a display), --show-dir saves them instead, --tta tests with the config's tta_model
+and tta_pipeline (a horizontal flip for SSDLite and RetinaNet). Writes WORK_DIR/coco_metrics.json
+(every metric, per-class AP) and WORK_DIR/coco_report.md (model, norm, batch, schedule, LR,
+checkpoint, dataset, versions, metrics and per-class tables). Multi-GPU through tools/dist_test.sh.
 """
 import argparse
 import os.path as osp
 import sys
 
-from normdet.apis import (build_runner, evaluate, load_config, parse_tool_args, print_result,
-                          run_tool)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's normdet
+from normdet.stack import require_openmmlab  # noqa: E402
+
+require_openmmlab()
+from normdet.apis import (build_runner, enable_tta, enable_visualization,  # noqa: E402
+                          evaluate, load_config, parse_tool_args, print_result, run_tool)
 
 
 def parse_args(argv=None):
@@ -21,7 +28,11 @@ def parse_args(argv=None):
     p.add_argument('checkpoint', help='checkpoint file')
     p.add_argument('--work-dir', help='where the log and the report go')
     p.add_argument('--out', help='also dump the raw predictions to this .pkl file')
-    p.add_argument('--show-dir', help='draw the predictions into WORK_DIR/SHOW_DIR')
+    p.add_argument('--show', action='store_true', help='show each image\'s predictions in a window')
+    p.add_argument('--show-dir', help='draw the predictions into WORK_DIR/<timestamp>/SHOW_DIR')
+    p.add_argument('--wait-time', type=float, default=2, help='seconds each --show window stays')
+    p.add_argument('--tta', action='store_true',
+                   help="test-time augmentation: the config's tta_model and tta_pipeline")
     return parse_tool_args(p, argv)
 
 
@@ -32,9 +43,10 @@ def main(argv=None):
 
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     cfg.load_from = args.checkpoint
-    if args.show_dir:
-        vis = cfg.default_hooks.visualization
-        vis.draw, vis.test_out_dir = True, args.show_dir
+    if args.show or args.show_dir:
+        enable_visualization(cfg, args.show, args.wait_time, args.show_dir)
+    if args.tta:
+        enable_tta(cfg)
     if args.out:
         if not args.out.endswith(('.pkl', '.pickle')):
             sys.exit('--out must end with .pkl')

@@ -1,18 +1,26 @@
 """Train a detector, then evaluate it on the test split and write the COCO report.
 
     python tools/train.py configs/ssdlite_dnb.py [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--auto-scale-lr] [--cfg-options KEY=VALUE ...] [--launcher pytorch] [--no-eval]
+        [--auto-scale-lr] [--tensorboard] [--cfg-options KEY=VALUE ...] [--launcher pytorch]
+        [--no-eval]
 
 MMDetection's flags and behaviour (work dir: --work-dir > config > work_dirs/<config name>);
 multi-GPU through tools/dist_train.sh (torchrun). At the end the final weights are evaluated with
-pycocotools and the report is written to WORK_DIR/coco_report.md and coco_metrics.json.
+faster-coco-eval (or pycocotools) and the report is written to WORK_DIR/coco_report.md and
+coco_metrics.json. --tensorboard also logs scalars and validation images for TensorBoard
+(tensorboard --logdir WORK_DIR).
 """
 import argparse
 import os
+import os.path as osp
 import sys
 
-from normdet.apis import (build_runner, evaluate, load_config, parse_tool_args, print_result,
-                          run_tool)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's normdet
+from normdet.stack import require_openmmlab  # noqa: E402
+
+require_openmmlab()
+from normdet.apis import (build_runner, enable_tensorboard, evaluate, load_config,  # noqa: E402
+                          parse_tool_args, print_result, run_tool)
 
 
 def parse_args(argv=None):
@@ -25,6 +33,8 @@ def parse_args(argv=None):
     p.add_argument('--resume', nargs='?', type=str, const='auto',
                    help='resume from CKPT, or without CKPT from the latest in the work dir')
     p.add_argument('--no-eval', action='store_true', help='skip the final evaluation and report')
+    p.add_argument('--tensorboard', action='store_true',
+                   help='also log scalars and validation images for TensorBoard')
     return parse_tool_args(p, argv)
 
 
@@ -41,6 +51,8 @@ def main(argv=None):
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             sys.exit('--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=...) in the config')
         cfg.auto_scale_lr.enable = True
+    if args.tensorboard:
+        enable_tensorboard(cfg)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
@@ -52,6 +64,11 @@ def main(argv=None):
     runner.train()
     if args.no_eval:
         return
+    if args.tensorboard:  # images from validation only, not from every test image
+        from mmdet.engine.hooks import DetVisualizationHook
+        for hook in runner.hooks:
+            if isinstance(hook, DetVisualizationHook):
+                hook.draw = False
     print_result(*evaluate(runner, train_world_size=runner.world_size))
 
 

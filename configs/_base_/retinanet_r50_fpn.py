@@ -12,3 +12,17 @@ val_evaluator = dict(type='NormDetCocoMetric')
 test_evaluator = val_evaluator
 # lr 0.01 is for 16 images (8 GPUs x 2); it is scaled linearly to the real total batch
 auto_scale_lr = dict(enable=True, base_batch_size=16)
+
+# mmdet's test-time augmentation (tools/test.py --tta): each image and its horizontal flip,
+# merged by NMS (DetTTAModel), at the test pipeline's size
+tta_model = dict(type='DetTTAModel',
+                 tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Resize', scale=(1333, 800), keep_ratio=True)],
+        [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+        [dict(type='LoadAnnotations', with_bbox=True)],
+        [dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                               'scale_factor', 'flip', 'flip_direction'))]])
+]

@@ -12,3 +12,17 @@ train_dataloader = dict(persistent_workers=False)
 val_evaluator = dict(type='NormDetCocoMetric')
 test_evaluator = val_evaluator
 auto_scale_lr = dict(enable=True, base_batch_size=192)  # LR follows the total batch
+
+# mmdet's test-time augmentation (tools/test.py --tta): each image and its horizontal flip,
+# merged by NMS (DetTTAModel), at the test pipeline's size
+tta_model = dict(type='DetTTAModel',
+                 tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Resize', scale=(320, 320), keep_ratio=False)],
+        [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+        [dict(type='LoadAnnotations', with_bbox=True)],
+        [dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                               'scale_factor', 'flip', 'flip_direction'))]])
+]

@@ -1,0 +1,110 @@
+"""normdet.convert_module on torchvision detection models (no download: random weights): every BN
+and FrozenBatchNorm2d becomes the chosen norm with its parameters and statistics, the converted
+model trains a step, and the BN-family norms give the BN model's outputs in eval."""
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+import normdet
+from normdet.norms import NORMS, get_norm
+
+BN_IN_EVAL = ('BN', 'SyncBN', 'DNB', 'DNC', 'RBN')  # eval: BN with the same statistics and affine
+
+
+def randomise(model):
+    """BN statistics and affine as a trained model has them, not a fresh layer's identity."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d)):
+            c = m.running_var.numel()
+            m.weight.data.copy_(torch.rand(c, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(c, generator=g) * 0.1)
+            m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+    return model
+
+
+def faster_rcnn():
+    torch.manual_seed(0)
+    return randomise(torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(
+        weights=None, weights_backbone=None, num_classes=5, min_size=128, max_size=128,
+        rpn_pre_nms_top_n_train=100, rpn_post_nms_top_n_train=50, rpn_pre_nms_top_n_test=100,
+        rpn_post_nms_top_n_test=50, box_batch_size_per_image=64, box_detections_per_img=20))
+
+
+def images():
+    g = torch.Generator().manual_seed(1)
+    return [torch.rand(3, 128, 128, generator=g), torch.rand(3, 96, 128, generator=g)]
+
+
+TARGETS = [dict(boxes=torch.tensor([[10., 12., 70., 90.]]), labels=torch.tensor([1])),
+           dict(boxes=torch.tensor([[5., 5., 40., 30.], [50., 40., 120., 90.]]),
+                labels=torch.tensor([2, 3]))]
+
+
+def bns(model):
+    return [m for m in model.modules() if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d))]
+
+
+@pytest.mark.parametrize('norm', list(NORMS))
+def test_every_bn_converted_and_trains(norm):
+    model = faster_rcnn()
+    before = [(m.weight.detach().clone(), m.bias.detach().clone()) for m in bns(model)]
+    assert len(before) > 30
+    assert normdet.convert_module(model, norm) is model
+    layer = get_norm(norm).layer_class
+    new = [m for m in model.modules() if type(m) is layer]
+    assert len(new) == len(before)
+    if layer is not nn.BatchNorm2d:
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    for m, (w, b) in zip(new, before):  # the affine carries over, RBN's weight as `scale`
+        assert torch.equal(m.scale if norm == 'RBN' else m.weight, w) and torch.equal(m.bias, b)
+    model.train()
+    losses = model(images(), TARGETS)
+    loss = sum(losses.values())
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert all(m.bias.grad is not None and torch.isfinite(m.bias.grad).all() for m in new)
+    torch.optim.SGD(model.parameters(), lr=0.01).step()
+
+
+@pytest.mark.parametrize('norm', BN_IN_EVAL)
+def test_bn_family_gives_same_outputs_in_eval(norm):
+    reference = faster_rcnn().eval()
+    converted = normdet.convert_module(faster_rcnn(), norm).eval()
+    x = torch.stack(images()[:1])
+    with torch.no_grad():
+        want, got = reference.backbone(x), converted.backbone(x)
+        assert want.keys() == got.keys()
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-5)
+        dets_want, dets_got = reference(images()), converted(images())
+    for a, b in zip(dets_want, dets_got):
+        torch.testing.assert_close(b['boxes'], a['boxes'], rtol=1e-4, atol=1e-3)
+
+
+def test_frozen_bn_becomes_a_trainable_norm():
+    """torchvision's pretrained backbones use FrozenBatchNorm2d (buffers only): converted to BN it
+    computes the same in eval and its affine becomes trainable; MABN gets the second moment."""
+    torch.manual_seed(0)
+    backbone = randomise(resnet_fpn_backbone(backbone_name='resnet18', weights=None,
+                                             norm_layer=FrozenBatchNorm2d, trainable_layers=5))
+    frozen = bns(backbone)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        want = backbone(x)
+    stats = [(m.running_mean.clone(), m.running_var.clone()) for m in frozen]
+    converted = normdet.convert_module(backbone, 'BN').eval()
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in converted.modules())
+    layers = [m for m in converted.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(layers) == len(frozen) and all(m.weight.requires_grad for m in layers)
+    with torch.no_grad():
+        got = converted(x)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-5)
+    mabn = normdet.convert_module(converted, 'MABN')
+    for m, (mean, var) in zip([m for m in mabn.modules() if isinstance(m, normdet.MABN)], stats):
+        torch.testing.assert_close(m.running_var, var + mean ** 2)
