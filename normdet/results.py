@@ -221,8 +221,8 @@ def markdown(plan, parts_runs, table, results, argv, extra: str = '') -> str:
     lines = ['# Results: the papers\' claims on the embedded benchmark', '',
              'Regenerate everything (training is resumable; about the budget below on the 2-core '
              'machine):', '', '```bash', f'bash tools/env.sh {cmd.strip()}', '```', '',
-             'Rules (fixed in `normdet/results.py` before the runs): ' + __doc__.split(
-                 'fixed before looking at the numbers:')[1].strip().replace('\n', ' '), '',
+             'Rules (fixed in `normdet/results.py` before the runs):', '',
+             *_rules(), '',
              '## Verdicts', '',
              '| claim | verdict |', '|---|---|']
     for res in results:
@@ -258,6 +258,13 @@ def markdown(plan, parts_runs, table, results, argv, extra: str = '') -> str:
                      f'{part.epochs} epochs{opts}. Report and plots: '
                      f'[study/{part.name}/report.md](study/{part.name}/report.md)')
     return '\n'.join(lines) + '\n' + extra
+
+
+def _rules() -> list:
+    """The verdict rules of the module docstring, one Markdown list item each."""
+    text = __doc__.split('fixed before looking at the numbers:')[1].strip()
+    items = [' '.join(chunk.split()) for chunk in text.split('\n- ')]
+    return [i if i.startswith('- ') else f'- {i}' for i in items]
 
 
 def _p(p):

@@ -55,6 +55,36 @@ def test_config_builds(path):
     assert prepare_config(cfg) is cfg  # idempotent: the dumped config prepares to itself
 
 
+MINI = sorted(glob.glob(osp.join(REPO, 'configs', 'mini', '*.py')))
+
+
+def test_a_mini_config_per_detector_and_norm():
+    names = {osp.basename(c)[:-3] for c in MINI}
+    assert names == {f'{det}_{norm.lower()}' for det in ('ssdlite', 'retinanet', 'mask_rcnn')
+                     for norm in NORMS}
+
+
+@pytest.mark.parametrize('path', MINI, ids=lambda p: 'mini_' + osp.basename(p)[:-3])
+def test_mini_config_builds_on_the_benchmark(path):
+    """The mini configs train on the embedded benchmark (here its 'tiny' version, same images),
+    from scratch, with the norm placed as in the full configs and their own 128 px pipeline."""
+    cfg = Config.fromfile(path)
+    assert cfg.synthetic_data == 'benchmark'
+    cfg.synthetic_data = 'tiny'
+    prepare_config(cfg)
+    from normdet.data.synthetic import PRESETS, classes_of
+    classes = classes_of(PRESETS['tiny']['num_classes'])
+    assert tuple(cfg.normdet_data['classes']) == classes
+    assert cfg.auto_scale_lr.enable and cfg.auto_scale_lr.base_batch_size == 16
+    assert cfg.train_dataloader.batch_size == 16 and cfg.optim_wrapper.optimizer.type == 'AdamW'
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    assert any(isinstance(m, NORMS[cfg.norm].layer_class) for m in model.modules()), cfg.norm
+    assert model.backbone.norm_eval is False
+    heads = [m for m in model.modules() if hasattr(m, 'num_classes') and m.num_classes != 1]
+    assert heads and all(h.num_classes == len(classes) for h in heads)
+
+
 def test_data_root_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv('NORMDET_DATA_ROOT', str(tmp_path / 'nowhere'))
     with pytest.raises(FileNotFoundError, match='nowhere'):

@@ -14,8 +14,6 @@ runs already there. ``--plan smoke`` is the CI version: two one-epoch runs on a 
 import argparse
 import concurrent.futures
 import dataclasses
-import json
-import math
 import os
 import os.path as osp
 import subprocess
@@ -68,9 +66,8 @@ def plans(epochs: dict) -> dict:
                      options=["norm_options.layer_args.sc_input='normalized'"],
                      what="DN's SC module on scale-invariant statistics (ablation)"))
     smoke = [Part('smoke', 'mini/ssdlite', ['BN', 'GN'], [2], 1, seeds=[0],
-                  options=['synthetic_data.preset=benchmark', 'synthetic_data.num_train=8',
-                           'synthetic_data.num_val=4'],
-                  what='CI smoke: two one-epoch runs on 8 images')]
+                  options=['synthetic_data=tiny'],
+                  what='CI smoke: two one-epoch runs on 16 images')]
     return dict(full=full, smoke=smoke)
 
 

@@ -15,7 +15,9 @@ run instead of reusing a stale one. The sweep is resumable: finished runs with t
 are skipped, an interrupted one resumes from its last checkpoint; a run that fails is recorded
 (diverged when its loss went NaN/inf) and the sweep goes on. The console shows each run's
 training and validation log lines as they come (all its output is in the run's sweep.log). At
-the end the report of this sweep's runs (tools/report.py) is written to WORK_DIR/report.
+the end the report of this sweep's runs (tools/report.py) is written to WORK_DIR/report (not with
+--no-report). --epochs moves the config's epoch-based LR schedule with the budget
+(normdet.schedule.epoch_options: a cosine's T_max and end, a step schedule's milestones).
 """
 import argparse
 import glob
@@ -59,6 +61,8 @@ def parse_args(argv=None):
     p.add_argument('--gpus', type=int, default=1, help='processes per run (dist_train.sh if > 1)')
     p.add_argument('--baseline', default='BN')
     p.add_argument('--cfg-options', nargs='+', default=[], help='passed to every run')
+    p.add_argument('--no-report', action='store_true',
+                   help='train only; no report at the end (tools/study.py writes its own)')
     args = parse_tool_args(p, argv, config=False)
     for norm in args.norms:
         if not osp.isfile(config_of(args, norm)):
@@ -88,8 +92,13 @@ def run_name(args, norm, batch, seed) -> str:
 
 
 def command(args, norm, batch, seed, run_dir):
-    options = [f'train_dataloader.batch_size={batch}', f'randomness.seed={seed}',
-               f'train_cfg.max_epochs={args.epochs}', f'train_cfg.val_interval={args.epochs}',
+    from mmengine.config import Config
+
+    from normdet.schedule import epoch_options
+    # the epoch budget moves the LR schedule with it (a cosine's T_max, a step's milestones)
+    schedule = epoch_options(Config.fromfile(config_of(args, norm)), args.epochs)
+    options = [f'train_dataloader.batch_size={batch}', f'randomness.seed={seed}', *schedule,
+               f'train_cfg.val_interval={args.epochs}',
                *([f'data_root={args.data_root}'] if args.data_root else []), *args.cfg_options]
     head = ([sys.executable, osp.join(REPO, 'tools', 'train.py'), config_of(args, norm)]
             if args.gpus == 1 else
@@ -149,6 +158,8 @@ def main(argv=None):
             result += f", bbox AP {100 * m['bbox_mAP']:.1f}"
         print(f'{prefix} {result} in {info["wall_s"]:.0f} s '
               f'(elapsed {time.monotonic() - start:.0f} s, about {eta:.0f} s left)', flush=True)
+    if args.no_report:
+        return None
     path = write_study(run_dirs, osp.join(args.work_dir, 'report'), args.baseline)
     print(f'[sweep] report: {path}', flush=True)
     return path

@@ -18,7 +18,8 @@ under the objects) and background noise. Two named presets (``PRESETS``):
 - ``default``: 128 + 32 images of 320 px, 4 classes, 2-8 objects: what the full configs and the
   tests use when no data root is given;
 - ``benchmark``: the embedded benchmark of the mini configs and the quick start, sized so that a
-  detector trains in minutes on 2 CPU cores and does not saturate (see ``PRESETS``).
+  detector trains in minutes on 2 CPU cores and does not saturate (see ``PRESETS``);
+- ``tiny``: 16 + 8 images like the benchmark's, for smoke runs.
 """
 import contextlib
 import fcntl
@@ -44,6 +45,9 @@ PRESETS = {
     # far below 90 AP (small objects, COCO's strict IoUs), one trains in minutes on 2 cores
     'benchmark': dict(num_train=1024, num_val=256, image_size=(128, 128), num_classes=6,
                       objects=(1, 6), min_radius=6.0, max_radius=40.0, clutter=3, noise=10.0),
+    # the benchmark's images in miniature, for smoke runs (CI's sweep)
+    'tiny': dict(num_train=16, num_val=8, image_size=(128, 128), num_classes=6, objects=(1, 6),
+                 min_radius=6.0, max_radius=40.0, clutter=3, noise=10.0),
 }
 
 
