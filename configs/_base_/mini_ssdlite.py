@@ -14,19 +14,14 @@ model = dict(
         in_channels=(32, 96, 1280, 256),
         anchor_generator=dict(strides=[8, 16, 32, 64], ratios=[[2, 3]] * 4,
                               min_sizes=[12, 24, 48, 80], max_sizes=[24, 48, 80, 128])))
-max_epochs = 24
 train_dataloader = dict(
     batch_size={{_base_.mini_batch}}, num_workers=1,
     dataset=dict(times=1, dataset=dict(pipeline={{_base_.mini_train_pipeline}})))
-val_dataloader = dict(batch_size=16, num_workers=1,
-                      dataset=dict(pipeline={{_base_.mini_test_pipeline}}))
+val_dataloader = {{_base_.mini_val_dataloader}}
 test_dataloader = val_dataloader
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+train_cfg = {{_base_.mini_train_cfg}}
 optim_wrapper = {{_base_.mini_optim_wrapper}}
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type='CosineAnnealingLR', begin=0, T_max=max_epochs, end=max_epochs, by_epoch=True,
-         eta_min=0)
-]
+param_scheduler = {{_base_.mini_param_scheduler}}
 auto_scale_lr = dict(enable=True, base_batch_size={{_base_.mini_batch}})
-default_hooks = dict(logger=dict(interval=16), checkpoint=dict(interval=4, max_keep_ckpts=1))
+default_hooks = {{_base_.mini_default_hooks}}
+tta_pipeline = {{_base_.mini_tta_pipeline}}

@@ -40,14 +40,15 @@ VERSION = 1
 
 PRESETS = {
     'default': dict(num_train=128, num_val=32, image_size=(320, 320)),
-    # 6 classes (hexagon vs circle and cross vs star are close at small sizes), 1-6 objects of
-    # radius 6-40 px on 128 px images, 3 distractors each, occlusion: a converged detector stays
-    # far below 90 AP (small objects, COCO's strict IoUs), one trains in minutes on 2 cores
-    'benchmark': dict(num_train=1024, num_val=256, image_size=(128, 128), num_classes=6,
-                      objects=(1, 6), min_radius=6.0, max_radius=40.0, clutter=3, noise=10.0),
+    # 4 classes, 1-6 objects of radius 8-40 px on 128 px images (2/3 of them small in COCO's
+    # sense), 2 unannotated distractors an image, occlusion, background noise. Tried on the mini
+    # SSDLite with BN, 9 epochs at batch 16: 31 AP, against 9 AP with 6 classes (hexagon, cross
+    # added) and radius 6: the 6-class variant learnt too slowly for a 2-core study.
+    'benchmark': dict(num_train=1024, num_val=256, image_size=(128, 128), num_classes=4,
+                      objects=(1, 6), min_radius=8.0, max_radius=40.0, clutter=2, noise=10.0),
     # the benchmark's images in miniature, for smoke runs (CI's sweep)
-    'tiny': dict(num_train=16, num_val=8, image_size=(128, 128), num_classes=6, objects=(1, 6),
-                 min_radius=6.0, max_radius=40.0, clutter=3, noise=10.0),
+    'tiny': dict(num_train=16, num_val=8, image_size=(128, 128), num_classes=4, objects=(1, 6),
+                 min_radius=8.0, max_radius=40.0, clutter=2, noise=10.0),
 }
 
 
