@@ -8,28 +8,49 @@ Kept out of the scripts so that tests and notebooks call the same code:
     runner.train()
     metrics, paths = evaluate(runner)
 """
+import ast
+import contextlib
 import datetime
 import os
 import os.path as osp
+import re
 import sys
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from .errors import ConfigError, DataError
+from .checkpoints import LAST, find_last_checkpoint, used_work_dir
+from .errors import USER_ERRORS, CheckpointError, ConfigError
 from .evaluation import NormDetCocoMetric
+from .io import atomic_write
 from .report import build_report, write_report
 from .runner import NormDetStateHook, prepare_config
+
+
+class CfgOptions(DictAction):
+    """MMEngine's ``--cfg-options KEY=VALUE ...`` parser, with a ConfigError naming the option
+    for one without ``=`` or with unbalanced brackets (MMEngine: a bare ValueError or
+    AssertionError traceback)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for kv in values or []:
+            key, eq, val = kv.partition('=')
+            if not (eq and key):
+                raise ConfigError(f'--cfg-options {kv!r}: each option is KEY=VALUE, e.g. '
+                                  'train_cfg.max_epochs=12 data_root=/data/coco/')
+            if val.count('(') != val.count(')') or val.count('[') != val.count(']'):
+                raise ConfigError(f'--cfg-options {kv!r}: unbalanced brackets in the value; a '
+                                  "list is KEY=[1,2], a tuple KEY='(128,128)' (quoted for the shell)")
+        super().__call__(parser, namespace, values, option_string)
 
 
 def parse_tool_args(parser, argv=None):
     """Add the flags every tool shares with MMDetection's (--cfg-options, --launcher,
     --local-rank), parse, and export LOCAL_RANK as torch.distributed.launch expects."""
-    from mmengine.config import DictAction
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptions,
                         help='override config keys, e.g. data_root=/data/coco/ '
                              'train_cfg.max_epochs=1')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
@@ -46,10 +67,10 @@ def load_config(path: str, cfg_options: dict = None, work_dir: str = None,
     if not osp.isfile(path):
         raise ConfigError(f'config {path!r} not found; the configs are in configs/, e.g. '
                                 'configs/ssdlite_dnb.py')
-    cfg = Config.fromfile(path)
+    cfg = read_config(path)
     cfg.launcher = launcher
     if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+        merge_options(cfg, cfg_options)
     if work_dir:
         cfg.work_dir = work_dir
     elif not cfg.get('work_dir'):
@@ -59,6 +80,58 @@ def load_config(path: str, cfg_options: dict = None, work_dir: str = None,
     if cfg.get('runner_type') == 'NormDetRunner':
         prepare_config(cfg)  # here rather than in the runner, so data errors surface plainly
     return cfg
+
+
+def read_config(path: str) -> Config:
+    """``Config.fromfile`` with a ConfigError for a config that cannot be read: a syntax error
+    names the file (the config or one of its bases) and the line."""
+    try:
+        return Config.fromfile(path)
+    except SyntaxError as e:
+        # MMEngine re-raises it without the file name in its fields: parse the file it names
+        named = re.search(r'config file (.+?): ', str(e))
+        where = named.group(1) if named and osp.isfile(named.group(1)) else path
+        try:
+            ast.parse(open(where).read(), filename=where)
+            detail = str(e)
+        except SyntaxError as err:
+            detail = (f'{err.filename}, line {err.lineno}: {err.msg}'
+                      + (f': {err.text.strip()!r}' if err.text else ''))
+        raise ConfigError(f'syntax error in config {detail}; fix that line') from None
+    except Exception as e:  # a bad _base_, a NameError, an import error in the config
+        raise ConfigError(f'config {path!r} cannot be loaded: {type(e).__name__}: '
+                          f'{str(e).splitlines()[0] if str(e) else ""}; fix the config') from None
+
+
+_MISSING = object()
+
+
+def _lookup(cfg, key: str):
+    node = cfg
+    for part in key.split('.'):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
+
+
+def merge_options(cfg: Config, options: dict) -> None:
+    """Merge ``--cfg-options`` into ``cfg``; a ConfigError for a value whose type cannot be what
+    the config holds there (a word for a number or a flag) or a key that cannot be set."""
+    for key, value in options.items():
+        old = _lookup(cfg, key)
+        number = isinstance(old, (int, float)) and not isinstance(old, bool)
+        if (number or isinstance(old, bool)) and isinstance(value, str):
+            kind = 'a number' if number else 'True or False'
+            raise ConfigError(f'--cfg-options {key}={value}: the config holds {kind} there '
+                              f'({old!r}); give {kind}, e.g. {key}={old!r}')
+    try:
+        cfg.merge_from_dict(options)
+    except (KeyError, TypeError, IndexError) as e:
+        raise ConfigError(f'--cfg-options {", ".join(options)}: {str(e).strip(chr(34))}') from None
 
 
 def init_cpu_distributed(cfg) -> None:
@@ -77,6 +150,24 @@ def init_cpu_distributed(cfg) -> None:
                                  find_unused_parameters=cfg.get('find_unused_parameters', False))
 
 
+def check_work_dir(work_dir: str, resume: bool, overwrite: bool) -> None:
+    """Training into a work dir that holds a run's checkpoints continues it (``resume``) or
+    starts over there (``overwrite``: its ``last_checkpoint`` is removed first, so that a later
+    --resume never mixes the two runs); anything else would overwrite ``epoch_N.pth`` and rewind
+    ``last_checkpoint`` silently, and is refused."""
+    used = used_work_dir(work_dir)
+    if not used or resume:
+        return
+    if not overwrite:
+        few = ', '.join(used[:4]) + (', ...' if len(used) > 4 else '')
+        raise CheckpointError(
+            f'work dir {work_dir!r} already holds a training run ({few}): continue it with '
+            '--resume, train into a new folder with --work-dir DIR, or start over in this one '
+            'with --overwrite (its checkpoints are then replaced)')
+    with contextlib.suppress(FileNotFoundError):  # every rank of a distributed run gets here
+        os.remove(osp.join(work_dir, LAST))
+
+
 def build_runner(cfg) -> Runner:
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
 
@@ -86,14 +177,14 @@ def _find(items, cls):
 
 
 def last_checkpoint(work_dir: str):
-    path = osp.join(work_dir, 'last_checkpoint')
-    return open(path).read().strip() if osp.isfile(path) else None
+    return find_last_checkpoint(work_dir)
 
 
-def evaluate(runner: Runner, checkpoint: str = None, train_world_size: int = None):
+def evaluate(runner: Runner, checkpoint: str = None, train_world_size: int = None,
+             report_dir: str = None):
     """Run the test loop (loading ``cfg.load_from`` first when set), or reuse the validation that
     ended training when it evaluated the same split with the same evaluator, and write the report
-    into the work dir; ``checkpoint`` is what the report names (default: the work dir's last checkpoint),
+    into ``report_dir`` (default: the work dir); ``checkpoint`` is what the report names (default: the work dir's last checkpoint),
     ``train_world_size`` the number of training processes (default: read from the checkpoint).
     Returns (metrics, (json_path, md_path)); the paths are None except on rank 0."""
     state = _find(runner.hooks, NormDetStateHook)
@@ -116,7 +207,7 @@ def evaluate(runner: Runner, checkpoint: str = None, train_world_size: int = Non
     report = build_report(runner.cfg, metrics, metric.details if metric else {},
                           checkpoint=checkpoint or last_checkpoint(runner.work_dir),
                           data=runner.cfg.get('normdet_data'), train_world_size=train_world)
-    return metrics, write_report(runner.work_dir, report)
+    return metrics, write_report(report_dir or runner.work_dir, report)
 
 
 def print_result(metrics: dict, paths: tuple) -> None:
@@ -127,12 +218,20 @@ def print_result(metrics: dict, paths: tuple) -> None:
 
 
 def run_tool(main) -> None:
-    """Run a tool's ``main``; an error in what the user gave prints its message (which names the
-    problem and the fix) without a traceback and exits with status 1."""
+    """Run a tool's ``main``; an error in what the user gave or a run that cannot go on
+    (``normdet.errors.USER_ERRORS``) prints its message (which names the problem and the fix)
+    without a traceback and exits with status 1. Under ``normdet.launch`` (tools/dist_*.sh) a
+    rank leaves its message to the launcher, which prints each distinct one once."""
     try:
         main()
-    except (ConfigError, DataError) as e:
-        sys.exit(f'[normdet] error: {e}')
+    except USER_ERRORS as e:
+        message = f'[normdet] error: {e}'
+        folder = os.environ.get('NORMDET_ERROR_DIR')
+        if folder and 'RANK' in os.environ:
+            atomic_write(osp.join(folder, f'rank{os.environ["RANK"]}'), message)
+        else:
+            print(message, file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 def summary_line(metrics: dict) -> str:

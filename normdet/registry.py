@@ -12,7 +12,9 @@ Parameter-name abbreviations come from each class's ``_abbr_`` (frn, mabn, dnb, 
 """
 from mmengine.registry import MODELS
 
-from . import norm_act, optim, preprocessor, stack_fixes  # noqa: F401  (register their classes)
+# register their classes
+from . import checkpoints, norm_act, optim, preprocessor, stack_fixes  # noqa: F401
+from .data import coco_dataset  # noqa: F401
 from .layers import CenConv2d
 from .norms import NORMS
 
