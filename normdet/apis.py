@@ -75,6 +75,9 @@ def load_config(path: str, cfg_options: dict = None, work_dir: str = None,
         cfg.work_dir = work_dir
     elif not cfg.get('work_dir'):
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
+    if osp.exists(cfg.work_dir) and not osp.isdir(cfg.work_dir):
+        raise ConfigError(f'work dir {cfg.work_dir!r} is a file, not a folder; choose another '
+                          'with --work-dir DIR')
     if launcher != 'none' and not torch.cuda.is_available():
         init_cpu_distributed(cfg)
     if cfg.get('runner_type') == 'NormDetRunner':
@@ -107,9 +110,10 @@ _MISSING = object()
 
 
 def _lookup(cfg, key: str):
+    """The value at a dotted ``--cfg-options`` key (list items by index), or _MISSING."""
     node = cfg
     for part in key.split('.'):
-        if isinstance(node, dict) and part in node:
+        if isinstance(node, (dict, Config)) and part in node:
             node = node[part]
         elif isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
@@ -119,19 +123,31 @@ def _lookup(cfg, key: str):
 
 
 def merge_options(cfg: Config, options: dict) -> None:
-    """Merge ``--cfg-options`` into ``cfg``; a ConfigError for a value whose type cannot be what
-    the config holds there (a word for a number or a flag) or a key that cannot be set."""
+    """Merge ``--cfg-options`` into ``cfg``; a ConfigError for a value that cannot be what the
+    config holds there (a word for a number or a flag, a number for a section) or a key that
+    cannot be set."""
     for key, value in options.items():
+        parts = key.split('.')
+        for i in range(1, len(parts)):
+            above = _lookup(cfg, '.'.join(parts[:i]))
+            if above is not _MISSING and not isinstance(above, (dict, list, tuple)):
+                raise ConfigError(f'--cfg-options {key}: {".".join(parts[:i])} is {above!r}, not '
+                                  f'a section; set it as a whole: {".".join(parts[:i])}=VALUE')
         old = _lookup(cfg, key)
         number = isinstance(old, (int, float)) and not isinstance(old, bool)
         if (number or isinstance(old, bool)) and isinstance(value, str):
             kind = 'a number' if number else 'True or False'
             raise ConfigError(f'--cfg-options {key}={value}: the config holds {kind} there '
                               f'({old!r}); give {kind}, e.g. {key}={old!r}')
+        if isinstance(old, dict) and value is not None and not isinstance(value, dict):
+            raise ConfigError(f'--cfg-options {key}={value}: {key} is a section of the config '
+                              f'(keys {", ".join(list(old)[:5])}); set one of its keys, e.g. '
+                              f'{key}.{next(iter(old), "KEY")}=...')
     try:
         cfg.merge_from_dict(options)
     except (KeyError, TypeError, IndexError) as e:
-        raise ConfigError(f'--cfg-options {", ".join(options)}: {str(e).strip(chr(34))}') from None
+        reason = re.sub(r'(exceeds the length of list) .*', r'\1 there', str(e).strip('"'))
+        raise ConfigError(f'--cfg-options {", ".join(options)}: {reason}') from None
 
 
 def init_cpu_distributed(cfg) -> None:
@@ -166,6 +182,30 @@ def check_work_dir(work_dir: str, resume: bool, overwrite: bool) -> None:
             'with --overwrite (its checkpoints are then replaced)')
     with contextlib.suppress(FileNotFoundError):  # every rank of a distributed run gets here
         os.remove(osp.join(work_dir, LAST))
+
+
+def evaluation_dir(checkpoint: str, work_dir: str = None) -> str:
+    """Where tools/test.py writes the log and the report of ``checkpoint``: ``work_dir``, or a
+    folder beside the checkpoint named after it (``epoch_12.pth`` -> ``epoch_12_test/``), never
+    the training run's own dir, whose report it would replace. A folder that holds the report
+    of another checkpoint is refused."""
+    import json
+
+    from .report import JSON_NAME
+    folder = work_dir or osp.splitext(osp.abspath(checkpoint))[0] + '_test'
+    existing = osp.join(folder, JSON_NAME)
+    if osp.isfile(existing):
+        try:
+            with open(existing) as f:
+                theirs = json.load(f).get('checkpoint')
+        except (OSError, ValueError, AttributeError):
+            theirs = '(unreadable)'
+        if theirs and osp.abspath(theirs) != osp.abspath(checkpoint):
+            raise CheckpointError(
+                f'{existing} is the report of another checkpoint ({theirs}); evaluating '
+                f'{checkpoint} there would replace it: leave out --work-dir (the report then '
+                f'goes beside the checkpoint) or choose another folder')
+    return folder
 
 
 def build_runner(cfg) -> Runner:

@@ -197,6 +197,7 @@ class NormDetCheckpointHook(CheckpointHook):
         filename = self.filename_tmpl.format(step)
         self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        writing = self.last_ckpt
         try:
             runner.save_checkpoint(self.out_dir, filename, self.file_client_args,
                                    save_optimizer=self.save_optimizer,
@@ -204,14 +205,15 @@ class NormDetCheckpointHook(CheckpointHook):
                                    by_epoch=self.by_epoch, backend_args=self.backend_args,
                                    **self.args)
             if is_main_process():
+                writing = osp.join(runner.work_dir, LAST)
                 write_last_checkpoint(runner.work_dir, self.last_ckpt)
         except OSError as e:
             kept = (f'{previous} (the previous checkpoint) is intact and {LAST} still names it'
                     if previous else 'no checkpoint had been written yet')
             raise CheckpointError(
-                f'could not write checkpoint {self.last_ckpt}: {e.strerror or e}; nothing was '
-                f'lost: {kept}. Free space in {self.out_dir} (or train elsewhere with '
-                '--work-dir), then continue with --resume') from None
+                f'could not write {writing}: {e.strerror or e}; nothing was lost: {kept}. Free '
+                f'space in {osp.dirname(writing)} (or train elsewhere with --work-dir), then '
+                'continue with --resume') from None
         if not is_main_process():
             return
         for old in outdated:  # only now that the new checkpoint is durable

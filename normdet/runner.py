@@ -30,6 +30,7 @@ It is idempotent: the prepared config (dumped into the work dir) prepares to its
 """
 import copy
 import os
+import os.path as osp
 import random
 
 import numpy as np
@@ -42,7 +43,7 @@ from mmengine.runner import EpochBasedTrainLoop, Runner
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
 from . import stack_fixes
-from .checkpoints import check_state_dict, find_last_checkpoint, read_checkpoint
+from .checkpoints import check_state_dict, checkpoints_in, find_last_checkpoint, read_checkpoint
 from .convert import check_norm_types, convert_norm
 from .data import resolve_data
 from .errors import CheckpointError, ConfigError, TrainingDiverged
@@ -206,8 +207,9 @@ class NormDetStateHook(Hook):
             self._val_rng = None
 
 
-def divergence_message(runner, what: str, layers=()) -> str:
-    """One line: where training went non-finite, what is kept, and the usual fixes."""
+def divergence_message(runner, what: str, layers=(), iteration: int = None) -> str:
+    """One line: where training went non-finite (``iteration``, 1-based: default the one in
+    progress), what is kept, and the usual fixes."""
     try:
         last = find_last_checkpoint(runner.work_dir)
     except CheckpointError:
@@ -216,7 +218,8 @@ def divergence_message(runner, what: str, layers=()) -> str:
              + (', ...' if len(layers) > 5 else '') if layers else '')
     kept = (f'the last finite checkpoint, {last}, stays the resume point' if last
             else 'no checkpoint was written before it')
-    return (f'training diverged at iteration {runner.iter + 1} (epoch {runner.epoch + 1}): '
+    return (f'training diverged at iteration {iteration or runner.iter + 1} '
+            f'(epoch {runner.epoch + 1}): '
             f'{what}{named}. Nothing non-finite was saved; {kept}. Lower the learning rate '
             '(--cfg-options optim_wrapper.optimizer.lr=...), add warm-up (a LinearLR '
             'param_scheduler), clip gradients (optim_wrapper.clip_grad=dict(max_norm=10)) or '
@@ -247,8 +250,9 @@ class NormDetDivergenceHook(Hook):
                if v.is_floating_point() and not bool(torch.isfinite(v).all())]
         if bad:
             raise TrainingDiverged(divergence_message(
-                runner, f'{len(bad)} weight tensor(s) hold non-finite values ({", ".join(bad[:3])}'
-                        f'{", ..." if len(bad) > 3 else ""}), so they were not saved'))
+                runner, f'{len(bad)} tensor(s) of the model became non-finite '
+                        f'({", ".join(bad[:3])}{", ..." if len(bad) > 3 else ""})',
+                iteration=checkpoint['meta']['iter']))
 
 
 @LOOPS.register_module()
@@ -314,11 +318,18 @@ class NormDetRunner(Runner):
         try:
             return super().train()
         except FloatingPointError as e:  # a layer refused non-finite statistics
-            raise TrainingDiverged(divergence_message(self, str(e))) from None
+            layer = str(e).split(';')[0]  # its name and what it saw; the fixes are said below
+            raise TrainingDiverged(divergence_message(self, layer)) from None
 
     def load_or_resume(self) -> None:
         if self._resume and self._load_from is None and not self._has_loaded:
             self._load_from = find_last_checkpoint(self.work_dir, self.logger)
+            here = checkpoints_in(self.work_dir)
+            if self._load_from is None and here:  # training from the start would overwrite them
+                raise CheckpointError(
+                    f'--resume: {self.work_dir} holds checkpoints ({", ".join(here[:4])}) but no '
+                    f'last_checkpoint naming the latest: name it, e.g. --resume '
+                    f'{osp.join(self.work_dir, here[-1])}')
             if self._load_from is None:
                 self.logger.warning(f'--resume: no checkpoint in {self.work_dir} yet '
                                     f'(no last_checkpoint): training from the start')
@@ -330,7 +341,8 @@ class NormDetRunner(Runner):
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = unwrapped(self)
         if strict or self._strict_load:
-            check_state_dict(model, checkpoint, filename, self.cfg.train_dataloader.batch_size)
+            check_state_dict(model, checkpoint, filename,
+                             (self.cfg.get('train_dataloader') or {}).get('batch_size'))
         checkpoint = _load_checkpoint_to_model(model, checkpoint, strict, revise_keys=revise_keys)
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')

@@ -6,12 +6,14 @@ outputs do not change, time both models, and save the folded weights.
 
 BN, SyncBN, RBN and MABN fold (normdet.fuse); FRN, GN and DN-B/DN-C cannot (input-dependent
 statistics or affine) and stay. Load the result with normdet.fuse.load_folded(cfg, path).
+The checkpoint must fit the config's model exactly (missing or unexpected keys are listed); the
+training batch per GPU it records sizes MABN's buffers as in training.
 """
 import argparse
 import json
 import time
 
-from mmengine.config import DictAction
+from normdet.apis import CfgOptions, run_tool
 
 
 def parse_args(argv=None):
@@ -23,7 +25,7 @@ def parse_args(argv=None):
     p.add_argument('--iters', type=int, default=10, help='timed forward passes per model')
     p.add_argument('--size', type=int, nargs=2, default=(320, 320), metavar=('H', 'W'))
     p.add_argument('--device', default='cuda' if _cuda() else 'cpu')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='as in tools/train.py')
+    p.add_argument('--cfg-options', nargs='+', action=CfgOptions, help='as in tools/train.py')
     return p.parse_args(argv)
 
 
@@ -51,9 +53,15 @@ def main(argv=None):
     args = parse_args(argv)
     import torch
     from normdet.apis import load_config
+    from normdet.checkpoints import read_checkpoint
     from normdet.fuse import build_model, fold_and_check, save_folded
 
-    cfg = load_config(args.config, args.cfg_options)
+    options = dict(args.cfg_options or {})
+    if args.checkpoint:
+        trained = read_checkpoint(args.checkpoint, mmap=True).get('normdet') or {}
+        if trained.get('batch_per_gpu') and 'train_dataloader.batch_size' not in options:
+            options['train_dataloader.batch_size'] = trained['batch_per_gpu']
+    cfg = load_config(args.config, options)
     model = build_model(cfg, args.checkpoint, args.device)
     x = torch.randn(1, 3, *args.size, device=args.device)
     before = timed(lambda: model._forward(x), args.iters, args.device)
@@ -69,4 +77,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -52,7 +52,7 @@ def main(argv=None):
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
-        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+        if 'base_batch_size' not in (cfg.get('auto_scale_lr') or {}):
             raise ConfigError('--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=...) in '
                               'the config (the total batch its LR is meant for)')
         cfg.auto_scale_lr.enable = True
