@@ -91,19 +91,38 @@ def read_config(path: str) -> Config:
     try:
         return Config.fromfile(path)
     except SyntaxError as e:
-        # MMEngine re-raises it without the file name in its fields: parse the file it names
-        named = re.search(r'config file (.+?): ', str(e))
-        where = named.group(1) if named and osp.isfile(named.group(1)) else path
-        try:
-            ast.parse(open(where).read(), filename=where)
-            detail = str(e)
-        except SyntaxError as err:
-            detail = (f'{err.filename}, line {err.lineno}: {err.msg}'
-                      + (f': {err.text.strip()!r}' if err.text else ''))
+        # MMEngine parses the files without their names: find the one that fails
+        err = _syntax_error_in(path)
+        detail = (f'{err.filename}, line {err.lineno}: {err.msg}'
+                  + (f': {err.text.strip()!r}' if err.text else '')) if err else str(e)
         raise ConfigError(f'syntax error in config {detail}; fix that line') from None
     except Exception as e:  # a bad _base_, a NameError, an import error in the config
         raise ConfigError(f'config {path!r} cannot be loaded: {type(e).__name__}: '
                           f'{str(e).splitlines()[0] if str(e) else ""}; fix the config') from None
+
+
+def _syntax_error_in(path: str):
+    """The SyntaxError of ``path`` or of one of its local ``_base_`` files, or None."""
+    try:
+        with open(path) as f:
+            tree = ast.parse(f.read(), filename=path)
+    except SyntaxError as e:
+        return e
+    except OSError:
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == '_base_'
+                                                for t in node.targets):
+            try:
+                bases = ast.literal_eval(node.value)
+            except ValueError:
+                return None
+            for base in [bases] if isinstance(bases, str) else bases:
+                found = None if '::' in base else _syntax_error_in(
+                    osp.join(osp.dirname(path), base))
+                if found:
+                    return found
+    return None
 
 
 _MISSING = object()

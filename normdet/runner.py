@@ -141,6 +141,7 @@ class NormDetStateHook(Hook):
     def __init__(self):
         self.loaded = None  # the 'normdet' entry of the last loaded checkpoint
         self._val_rng = self._gathered = self._ckpt_hook = None
+        self._epoch_batches = 0  # batches of the current epoch trained
         self.val_metrics = self.val_iter = None  # the last validation, for tools/train.py
 
     def _local(self, runner) -> dict:
@@ -148,6 +149,7 @@ class NormDetStateHook(Hook):
                     buffers=rank_buffers(unwrapped(runner)) if get_world_size() > 1 else None)
 
     def after_train_epoch(self, runner) -> None:
+        self._epoch_batches = 0  # the epoch is complete: a checkpoint now resumes at the next
         h = self._ckpt_hook
         if h is not None and h.by_epoch and (
                 h.every_n_epochs(runner, h.interval, h.save_begin)
@@ -155,6 +157,7 @@ class NormDetStateHook(Hook):
             self._gathered = all_gather_object(self._local(runner))
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        self._epoch_batches = batch_idx + 1
         h = self._ckpt_hook
         if h is not None and not h.by_epoch and (
                 h.every_n_train_iters(runner, h.interval, h.save_begin)
@@ -166,21 +169,34 @@ class NormDetStateHook(Hook):
         states = self._gathered if self._gathered is not None else [self._local(runner)]
         self._gathered = None
         entry = dict(rng=[s['rng'] for s in states], world_size=get_world_size(),
-                     batch_per_gpu=runner.cfg.train_dataloader.batch_size)
+                     batch_per_gpu=runner.cfg.train_dataloader.batch_size,
+                     epoch_batches=self._epoch_batches)
         if len(states) > 1:
             entry['rank_buffers'] = [s['buffers'] for s in states]
         checkpoint['normdet'] = entry
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        self.loaded = checkpoint.get('normdet')
-        buffers = (self.loaded or {}).get('rank_buffers')
-        if runner._resume and buffers and len(buffers) == get_world_size():
+        self.loaded = loaded = checkpoint.get('normdet') or {}
+        if not runner._resume:
+            return
+        done = loaded.get('epoch_batches', 0)
+        now = (runner.cfg.train_dataloader.batch_size, get_world_size())
+        then = (loaded.get('batch_per_gpu'), loaded.get('world_size'))
+        if done and now != then and isinstance(runner._train_loop, NormDetEpochBasedTrainLoop):
+            raise CheckpointError(
+                f"the checkpoint was saved inside epoch {checkpoint['meta']['epoch'] + 1}, after "
+                f'its batch {done}, with {then[0]} images per GPU x {then[1]} process(es); this '
+                f'run has {now[0]} x {now[1]}, so that epoch cannot continue where it stopped: '
+                f'resume with --cfg-options train_dataloader.batch_size={then[0]} on {then[1]} '
+                'process(es), or from an epoch checkpoint')
+        buffers = loaded.get('rank_buffers')
+        if buffers and len(buffers) == get_world_size():
             checkpoint['state_dict'].update(buffers[get_rank()])
 
     def before_train(self, runner) -> None:
         # found once here, not on every iteration
         self._ckpt_hook = next((h for h in runner.hooks if isinstance(h, CheckpointHook)), None)
-        if not (runner._resume and self.loaded and 'rng' in self.loaded):
+        if not (runner._resume and 'rng' in (self.loaded or {})):
             return
         states = self.loaded['rng']
         if len(states) != get_world_size():
@@ -260,20 +276,23 @@ class NormDetEpochBasedTrainLoop(EpochBasedTrainLoop):
     """MMEngine's epoch loop, which also resumes exactly from an iteration checkpoint (a
     CheckpointHook with ``by_epoch=False``): it continues at the batch after the checkpoint,
     where MMEngine's trains that epoch again from its first batch. The batches of the epoch
-    already trained are loaded again, not trained, so that the sampler's order and the workers'
-    random state are where they were (as MMEngine's IterBasedTrainLoop does), then the
-    checkpoint's random state is restored (``NormDetStateHook`` restored it before the epoch)."""
+    already trained (``epoch_batches``, recorded by ``NormDetStateHook``) are loaded again, not
+    trained, so that the sampler's order and the workers' random state are where they were (as
+    MMEngine's IterBasedTrainLoop does), then the checkpoint's random state is restored. A
+    mid-epoch checkpoint resumed with another batch size or number of processes is refused (its
+    epoch would not continue where it stopped)."""
+
+    def run(self):
+        state = next((h for h in self.runner.hooks if isinstance(h, NormDetStateHook)), None)
+        loaded = (state.loaded or {}) if state is not None and self.runner._resume else {}
+        self._resume_batches = loaded.get('epoch_batches', 0)
+        return super().run()
 
     def run_epoch(self) -> None:
-        n = len(self.dataloader)
-        done = self._iter - self._epoch * n  # batches of this epoch trained before the checkpoint
-        if done == 0:
+        done, self._resume_batches = self._resume_batches, 0
+        if not done:
             return super().run_epoch()
-        if not 0 < done <= n:
-            raise CheckpointError(
-                f'the checkpoint is at iteration {self._iter}, epoch {self._epoch + 1}, which does '
-                f'not fall in that epoch at {n} iterations an epoch: resume with the batch size '
-                'and number of processes it was trained with')
+        n = len(self.dataloader)
         self.runner.call_hook('before_train_epoch')
         self.runner.model.train()
         self.runner.logger.info(f'resuming inside epoch {self._epoch + 1} after batch {done} of '
@@ -300,9 +319,15 @@ class NormDetRunner(Runner):
     strictly for evaluation and resumption (the missing and unexpected keys are listed); only
     ``load_from`` in training, which initialises a model that may differ (fine-tuning to other
     classes), stays non-strict as in MMEngine. ``--resume`` finds its checkpoint through
-    ``normdet.checkpoints.find_last_checkpoint`` (relative names, moved work dirs)."""
+    ``normdet.checkpoints.find_last_checkpoint`` (relative names, moved work dirs). The config is
+    dumped into the work dir once the run has loaded what it needs and starts, so a refused run
+    (a checkpoint that does not fit, say) leaves the copy of the run before it as it was."""
 
     _strict_load = True
+    _dump_pending = False
+
+    def dump_config(self) -> None:  # called by Runner.__init__
+        self._dump_pending = True
 
     def scale_lr(self, optim_wrapper, auto_scale_lr=None):
         steps = getattr(optim_wrapper, '_accumulative_counts', 1)
@@ -334,6 +359,9 @@ class NormDetRunner(Runner):
                 self.logger.warning(f'--resume: no checkpoint in {self.work_dir} yet '
                                     f'(no last_checkpoint): training from the start')
         super().load_or_resume()
+        if self._dump_pending:
+            self._dump_pending = False
+            super().dump_config()
 
     def load_checkpoint(self, filename, map_location='cpu', strict=False,
                         revise_keys=[(r'^module.', '')]):  # noqa: B006  (MMEngine's signature)
