@@ -235,11 +235,11 @@ def divergence_message(runner, what: str, layers=(), iteration: int = None) -> s
     kept = (f'the last finite checkpoint, {last}, stays the resume point' if last
             else 'no checkpoint was written before it')
     return (f'training diverged at iteration {iteration or runner.iter + 1} '
-            f'(epoch {runner.epoch + 1}): '
-            f'{what}{named}. Nothing non-finite was saved; {kept}. Lower the learning rate '
-            '(--cfg-options optim_wrapper.optimizer.lr=...), add warm-up (a LinearLR '
-            'param_scheduler), clip gradients (optim_wrapper.clip_grad=dict(max_norm=10)) or '
-            'train in fp32 (without --amp), then continue with --resume')
+            f'(epoch {runner.epoch + 1}): {what}{named}. Nothing non-finite was saved; {kept}. '
+            'Clip gradients (--cfg-options optim_wrapper.clip_grad.max_norm=10) or train in fp32 '
+            '(without --amp), which --resume takes; or train again from the start with a lower '
+            'learning rate (optim_wrapper.optimizer.lr=...) or a warm-up (a LinearLR '
+            "param_scheduler), which --resume does not take (it restores the checkpoint's)")
 
 
 @HOOKS.register_module()

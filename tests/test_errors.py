@@ -359,7 +359,8 @@ def test_zero_byte_image(split, coco, tmp_path, capsys):
     root = copy_coco(coco, tmp_path)
     (root / f'{split}2017' / '000000000002.jpg').write_bytes(b'')
     msg = fails(capsys, 'train', *train_args(tmp_path / 'w', root))
-    assert f'1 of the 4 images in {split}2017 are empty files (0 bytes: 000000000002.jpg)' in msg
+    assert f'1 of the 4 images in {root / split}2017/ are empty files (0 bytes: ' \
+           '000000000002.jpg)' in msg and 'copy them again' in msg
     assert not (tmp_path / 'w' / 'epoch_1.pth').exists()  # found before training
 
 
@@ -368,8 +369,8 @@ def test_missing_image_found_before_training(split, coco, tmp_path, capsys):
     root = copy_coco(coco, tmp_path)
     (root / f'{split}2017' / '000000000003.jpg').unlink()
     msg = fails(capsys, 'train', *train_args(tmp_path / 'w', root))
-    assert f'1 of the 4 images' in msg and f'are not in {split}2017' in msg
-    assert '000000000003.jpg' in msg
+    assert f'1 of the 4 images listed in {root}/annotations/instances_{split}2017.json are not ' \
+           f'in {root}/{split}2017/ (e.g. 000000000003.jpg)' in msg
     assert not (tmp_path / 'w' / 'epoch_1.pth').exists()  # before training, not after it
     assert not list((tmp_path / 'w').glob('*/vis_data/scalars.json'))  # no iteration logged
 
@@ -432,11 +433,11 @@ def test_zero_byte_checkpoint_to_resume(coco, tmp_path, capsys):
     assert f"checkpoint '{path}' is empty (0 bytes)" in msg
 
 
-def test_zero_byte_last_checkpoint(trained, tmp_path, capsys):
+def test_zero_byte_last_checkpoint(trained, coco, tmp_path, capsys):
     run = copy_run(trained, tmp_path)
     (run / 'epoch_1.pth').write_bytes(b'')  # e.g. a copy of the work dir that stopped short
     before = snapshot(run)
-    msg = fails(capsys, 'train', *train_args(run, '/unused', extra=['--resume']))
+    msg = fails(capsys, 'train', *train_args(run, coco, extra=['--resume']))
     assert 'epoch_1.pth' in msg and 'is empty (0 bytes)' in msg
     kept(before)
 
@@ -504,14 +505,14 @@ def test_mabn_weights_into_dnb(name, mabn_run, coco, tmp_path, capsys):
     msg = fails(capsys, name, config_path('ssdlite', 'DNB'), mabn_run / 'epoch_1.pth',
                 '--cfg-options', f'data_root={coco}',
                 *(['--work-dir', tmp_path] if name == 'test' else []))
-    assert 'does not fit the model of this config' in msg and 'x2_buffer' in msg
+    assert 'does not fit the model of this config' in msg and '.mabn.' in msg
     assert not (tmp_path / 'coco_metrics.json').exists()
 
 
-def test_resume_with_another_model(trained, tmp_path, capsys):
+def test_resume_with_another_model(trained, coco, tmp_path, capsys):
     run = copy_run(trained, tmp_path)
     before = snapshot(run)
-    msg = fails(capsys, 'train', *train_args(run, '/unused', config=config_path('ssdlite', 'GN'),
+    msg = fails(capsys, 'train', *train_args(run, coco, config=config_path('ssdlite', 'GN'),
                                              epochs=2, extra=['--resume']))
     assert 'does not fit the model of this config' in msg and '.gn.' in msg
     kept(before)
@@ -567,10 +568,10 @@ def test_test_report_of_another_checkpoint_is_kept(trained, tmp_path, capsys):
 
 # --- work dirs and resuming -------------------------------------------------------------------
 
-def test_training_into_a_used_work_dir(trained, tmp_path, capsys):
+def test_training_into_a_used_work_dir(trained, coco, tmp_path, capsys):
     run = copy_run(trained, tmp_path)
     before = snapshot(run)
-    msg = fails(capsys, 'train', *train_args(run, '/unused'))
+    msg = fails(capsys, 'train', *train_args(run, coco))
     assert 'already holds a training run (epoch_1.pth, last_checkpoint)' in msg
     assert '--resume' in msg and '--work-dir DIR' in msg and '--overwrite' in msg
     kept(before)
@@ -584,30 +585,30 @@ def test_overwrite_starts_over(trained, coco, tmp_path):
     assert (run / 'last_checkpoint').read_text() == 'epoch_1.pth'
 
 
-def test_resume_without_last_checkpoint_but_checkpoints(trained, tmp_path, capsys):
+def test_resume_without_last_checkpoint_but_checkpoints(trained, coco, tmp_path, capsys):
     run = copy_run(trained, tmp_path)
     (run / 'last_checkpoint').unlink()
     before = snapshot(run)
-    msg = fails(capsys, 'train', *train_args(run, '/unused', epochs=2, extra=['--resume']))
+    msg = fails(capsys, 'train', *train_args(run, coco, epochs=2, extra=['--resume']))
     assert 'holds checkpoints (epoch_1.pth) but no last_checkpoint' in msg
     assert f"--resume {run / 'epoch_1.pth'}" in msg
     kept(before)
 
 
-def test_last_checkpoint_names_a_missing_file(trained, tmp_path, capsys):
+def test_last_checkpoint_names_a_missing_file(trained, coco, tmp_path, capsys):
     run = copy_run(trained, tmp_path)
     (run / 'last_checkpoint').write_text('/elsewhere/epoch_7.pth')
     before = snapshot(run)
-    msg = fails(capsys, 'train', *train_args(run, '/unused', epochs=2, extra=['--resume']))
+    msg = fails(capsys, 'train', *train_args(run, coco, epochs=2, extra=['--resume']))
     assert 'names /elsewhere/epoch_7.pth, which does not exist' in msg
     assert f"--resume {run / 'epoch_1.pth'}" in msg
     kept(before)
 
 
-def test_last_checkpoint_empty(trained, tmp_path, capsys):
+def test_last_checkpoint_empty(trained, coco, tmp_path, capsys):
     run = copy_run(trained, tmp_path)
     (run / 'last_checkpoint').write_text('')
-    msg = fails(capsys, 'train', *train_args(run, '/unused', epochs=2, extra=['--resume']))
+    msg = fails(capsys, 'train', *train_args(run, coco, epochs=2, extra=['--resume']))
     assert 'last_checkpoint is empty' in msg
 
 
@@ -722,19 +723,27 @@ def test_divergence_stops_at_the_first_nan(norm, coco, tmp_path, capsys):
                                              config=config_path('ssdlite', norm)))
     assert msg.startswith('[normdet] error: training diverged at iteration 2 (epoch 1): ')
     assert 'non-finite' in msg and 'no checkpoint was written before it' in msg
-    assert 'Lower the learning rate' in msg and 'warm-up' in msg and 'clip gradients' in msg \
-        and 'fp32' in msg
+    assert 'Clip gradients (--cfg-options optim_wrapper.clip_grad.max_norm=10)' in msg
+    assert 'lower learning rate' in msg and 'warm-up' in msg and 'fp32' in msg
     assert not list(tmp_path.glob('*.pth')) and not (tmp_path / 'last_checkpoint').exists()
 
 
-def test_divergence_keeps_the_last_finite_checkpoint(trained, coco, tmp_path, capsys):
-    run = copy_run(trained, tmp_path)
-    before = snapshot(run)
-    msg = fails(capsys, 'train', *train_args(run, coco, HUGE_LR, epochs=2, extra=['--resume']))
-    assert 'training diverged at iteration 4 (epoch 2)' in msg
+def test_divergence_keeps_the_last_finite_checkpoint(coco, tmp_path, capsys):
+    """Epoch 1 trains, epoch 2 (its learning rate x 1e35) diverges: epoch_1.pth stays the resume
+    point, and no non-finite checkpoint is written."""
+    config = write_config(tmp_path, f'''
+        _base_ = '{SSD_BN}'
+        param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[1], gamma=1e35)]
+    ''', 'blows_up.py')
+    run = tmp_path / 'run'
+    msg = fails(capsys, 'train', *train_args(run, coco, config=config, epochs=2))
+    assert 'training diverged at iteration 4 (epoch 2): the loss is nan (non-finite)' in msg
     assert f"the last finite checkpoint, {run / 'epoch_1.pth'}, stays the resume point" in msg
+    assert "which --resume does not take (it restores the checkpoint's)" in msg
     assert not (run / 'epoch_2.pth').exists()
-    kept(before, started=True)  # last_checkpoint still names epoch_1.pth
+    assert (run / 'last_checkpoint').read_text() == 'epoch_1.pth'
+    assert all(torch.isfinite(v).all() for v in weights(run / 'epoch_1.pth')['state_dict'].values()
+               if v.is_floating_point())
 
 
 # --- resuming from an iteration checkpoint -----------------------------------------------------

@@ -107,8 +107,8 @@ class NormDetCocoDataset(CocoDataset):
         folder = self.data_prefix.get('img', '')
         if missing:
             raise DataNotFoundError(
-                f'{len(missing)} of the {len(data_list)} images {self.ann_file} lists are not in '
-                f'{folder} (e.g. {_examples(osp.basename(p) for p in missing)}): copy them '
+                f'{len(missing)} of the {len(data_list)} images listed in {self.ann_file} are not '
+                f'in {folder} (e.g. {_examples(osp.basename(p) for p in missing)}): copy them '
                 'there, or check data_root and data_prefix')
         if empty:
             raise DataError(f'{len(empty)} of the {len(data_list)} images in {folder} are empty '
