@@ -26,7 +26,8 @@ def coco8(tmp_path_factory):  # 8 training images: 2 iterations an epoch at 2 pr
 
 
 def env(**extra):
-    e = dict(os.environ, MASTER_PORT=str(free_port()), **extra)
+    e = dict(os.environ, MASTER_PORT=str(free_port()))
+    e.update(extra)
     e['PATH'] = os.path.dirname(sys.executable) + os.pathsep + e['PATH']
     return e
 
