@@ -746,6 +746,46 @@ def test_divergence_keeps_the_last_finite_checkpoint(coco, tmp_path, capsys):
                if v.is_floating_point())
 
 
+FLAG_HOOK = '''
+import torch
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+
+@HOOKS.register_module()
+class FlagFirstFRNHook(Hook):
+    """After each iteration, sets the first FRN's non-finite flag, as a layer that saw NaN
+    statistics does (normdet.layers._checks.nonfinite_layers reads it)."""
+    priority = 'ABOVE_NORMAL'  # before NormDetDivergenceHook
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        name, layer = next((n, m) for n, m in runner.model.named_modules()
+                           if type(m).__name__ == 'FRN')
+        layer._nonfinite = torch.tensor(True)
+        print('flagged', name)
+'''
+
+
+def test_divergence_names_the_layers(coco, tmp_path, monkeypatch, capsys):
+    (tmp_path / 'flag_frn_hook.py').write_text(FLAG_HOOK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = write_config(tmp_path, f'''
+        _base_ = '{config_path('ssdlite', 'FRN')}'
+        custom_imports = dict(imports=['normdet', 'flag_frn_hook'], allow_failed_imports=False)
+        custom_hooks = [dict(type='FlagFirstFRNHook')]
+    ''', 'flagged.py')
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        run_tool(lambda: runs('train', *train_args(tmp_path / 'run', coco, config=config)))
+    out = capsys.readouterr()
+    assert e.value.code == 1 and 'Traceback' not in out.err
+    name = next(line.split()[1] for line in out.out.splitlines() if line.startswith('flagged '))
+    msg = next(line for line in out.err.splitlines() if line.startswith('[normdet] error: '))
+    assert 'training diverged at iteration 1 (epoch 1): the loss is finite but layer ' \
+           f'statistics are not (non-finite); non-finite statistics in 1 layer(s): {name}.' in msg
+    assert not (tmp_path / 'run' / 'epoch_1.pth').exists()
+
+
 # --- resuming from an iteration checkpoint -----------------------------------------------------
 
 ITER_CKPT = ('default_hooks.checkpoint.by_epoch=False', 'default_hooks.checkpoint.interval=1')
