@@ -43,7 +43,8 @@ class CfgOptions(DictAction):
                                   'train_cfg.max_epochs=12 data_root=/data/coco/')
             if val.count('(') != val.count(')') or val.count('[') != val.count(']'):
                 raise ConfigError(f'--cfg-options {kv!r}: unbalanced brackets in the value; a '
-                                  "list is KEY=[1,2], a tuple KEY='(128,128)' (quoted for the shell)")
+                                  "list is KEY=[1,2], a tuple KEY='(128,128)' (quoted for the "
+                                  'shell)')
         super().__call__(parser, namespace, values, option_string)
 
 
@@ -235,15 +236,10 @@ def _find(items, cls):
     return next((i for i in items if isinstance(i, cls)), None)
 
 
-def last_checkpoint(work_dir: str):
-    return find_last_checkpoint(work_dir)
-
-
-def evaluate(runner: Runner, checkpoint: str = None, train_world_size: int = None,
-             report_dir: str = None):
+def evaluate(runner: Runner, checkpoint: str = None, train_world_size: int = None):
     """Run the test loop (loading ``cfg.load_from`` first when set), or reuse the validation that
     ended training when it evaluated the same split with the same evaluator, and write the report
-    into ``report_dir`` (default: the work dir); ``checkpoint`` is what the report names (default: the work dir's last checkpoint),
+    into the work dir; ``checkpoint`` is what the report names (default: the work dir's last checkpoint),
     ``train_world_size`` the number of training processes (default: read from the checkpoint).
     Returns (metrics, (json_path, md_path)); the paths are None except on rank 0."""
     state = _find(runner.hooks, NormDetStateHook)
@@ -264,9 +260,9 @@ def evaluate(runner: Runner, checkpoint: str = None, train_world_size: int = Non
     if not is_main_process():
         return metrics, (None, None)
     report = build_report(runner.cfg, metrics, metric.details if metric else {},
-                          checkpoint=checkpoint or last_checkpoint(runner.work_dir),
+                          checkpoint=checkpoint or find_last_checkpoint(runner.work_dir),
                           data=runner.cfg.get('normdet_data'), train_world_size=train_world)
-    return metrics, write_report(report_dir or runner.work_dir, report)
+    return metrics, write_report(runner.work_dir, report)
 
 
 def print_result(metrics: dict, paths: tuple) -> None:

@@ -154,7 +154,8 @@ def find_last_checkpoint(work_dir: str, logger=None):
     raise CheckpointError(
         f'{path} names {name}, which does not exist (the work dir was moved or cleaned?); '
         + (f'resume from one that exists: --resume {osp.join(work_dir, here[-1])} (here: '
-           f'{_few(here)})' if here else 'this work dir holds no checkpoint: train without --resume'))
+           f'{_few(here)})' if here
+           else 'this work dir holds no checkpoint: train without --resume'))
 
 
 def used_work_dir(work_dir: str) -> list:

@@ -89,7 +89,8 @@ def check_batch(cfg) -> None:
         return
     synced = spec.sync == 'always' or (
         spec.sync == 'option' and (cfg.get('norm_options') or {}).get('sync_stats'))
-    processes = int(os.environ.get('WORLD_SIZE', '1')) if cfg.get('launcher', 'none') != 'none' else 1
+    launched = cfg.get('launcher', 'none') != 'none'
+    processes = int(os.environ.get('WORLD_SIZE', '1')) if launched else 1
     if synced and processes > 1:
         return
     raise ConfigError(

@@ -22,7 +22,7 @@ import textwrap
 import pytest
 import torch
 
-from mm_utils import REPO, config_path, small_options, tool
+from mm_utils import REPO, config_path, run_cli, small_options, tool
 from normdet.apis import run_tool
 from normdet.data import generate_synthetic_coco
 
@@ -48,6 +48,15 @@ def fails(capsys, name, *argv) -> str:
     assert 'Traceback' not in err, err[-3000:]
     lines = [line for line in err.splitlines() if line.startswith('[normdet] error: ')]
     assert len(lines) == 1, err[-3000:]
+    return lines[0]
+
+
+def cli_fails(name, *argv) -> str:
+    """``fails`` for tools/<name>.py run as a new process, as a user runs it."""
+    r = run_cli(f'tools/{name}.py', *[str(a) for a in argv], timeout=600)
+    assert r.returncode == 1 and 'Traceback' not in r.stderr, r.stderr[-3000:]
+    lines = [line for line in r.stderr.splitlines() if line.startswith('[normdet] error: ')]
+    assert len(lines) == 1, r.stderr[-3000:]
     return lines[0]
 
 
@@ -502,9 +511,10 @@ def test_retinanet_weights_into_ssdlite(name, retinanet_weights, coco, tmp_path,
 
 @pytest.mark.parametrize('name', ['test', 'deploy'])
 def test_mabn_weights_into_dnb(name, mabn_run, coco, tmp_path, capsys):
-    msg = fails(capsys, name, config_path('ssdlite', 'DNB'), mabn_run / 'epoch_1.pth',
-                '--cfg-options', f'data_root={coco}',
-                *(['--work-dir', tmp_path] if name == 'test' else []))
+    args = (config_path('ssdlite', 'DNB'), mabn_run / 'epoch_1.pth', '--cfg-options',
+            f'data_root={coco}', *(['--work-dir', tmp_path] if name == 'test' else []))
+    # deploy.py as a new process: the checkpoint is read as a fresh process reads it
+    msg = fails(capsys, name, *args) if name == 'test' else cli_fails(name, *args)
     assert 'does not fit the model of this config' in msg and '.mabn.' in msg
     assert not (tmp_path / 'coco_metrics.json').exists()
 

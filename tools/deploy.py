@@ -52,12 +52,14 @@ def timed(fn, iters, device):
 def main(argv=None):
     args = parse_args(argv)
     import torch
+    from normdet import stack_fixes
     from normdet.apis import load_config
     from normdet.checkpoints import read_checkpoint
     from normdet.fuse import build_model, fold_and_check, save_folded
 
     options = dict(args.cfg_options or {})
     if args.checkpoint:
+        stack_fixes.apply()  # mmengine checkpoints load with weights_only=True
         trained = read_checkpoint(args.checkpoint, mmap=True).get('normdet') or {}
         if trained.get('batch_per_gpu') and 'train_dataloader.batch_size' not in options:
             options['train_dataloader.batch_size'] = trained['batch_per_gpu']

@@ -14,8 +14,9 @@ report follow it). Multi-GPU through tools/dist_test.sh.
 import argparse
 import os.path as osp
 
-from normdet.apis import (build_runner, evaluate, load_config, parse_tool_args, print_result,
-                          run_tool, evaluation_dir)
+from normdet import stack_fixes
+from normdet.apis import (build_runner, evaluate, evaluation_dir, load_config, parse_tool_args,
+                          print_result, run_tool)
 from normdet.checkpoints import read_checkpoint
 from normdet.errors import ConfigError
 
@@ -35,6 +36,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.out and not args.out.endswith(('.pkl', '.pickle')):
         raise ConfigError(f'--out {args.out}: the predictions are a pickle, give a .pkl path')
+    stack_fixes.apply()  # mmengine checkpoints load with weights_only=True
     trained = read_checkpoint(args.checkpoint, mmap=True).get('normdet') or {}
     options = dict(args.cfg_options or {})
     if trained.get('batch_per_gpu') and 'train_dataloader.batch_size' not in options:
