@@ -10,7 +10,8 @@ that nothing is lost, and find the one to resume from.
   of ``max_keep_ckpts`` *before* writing the new one (a kill in between leaves none), writes
   ``last_checkpoint`` in place and with an absolute path (a moved work dir cannot resume), and an
   interrupted save leaves its temporary file forever. This one writes the checkpoint, then
-  ``last_checkpoint`` (atomically, relative to the work dir), and only then removes old ones; a
+  ``last_checkpoint`` (atomically, relative to the work dir), and only then removes old ones (the
+  previous best checkpoint too); a
   save that fails (a full disk) stops training with a message, the previous checkpoint and
   ``last_checkpoint`` intact; leftovers of interrupted saves are removed when training starts.
 - ``find_last_checkpoint``: what ``last_checkpoint`` names, relative to the work dir, or in the
@@ -186,6 +187,26 @@ class NormDetCheckpointHook(CheckpointHook):
         if leftovers:
             runner.logger.info(f'removed {len(leftovers)} temporary file(s) of interrupted saves: '
                                f'{_few(osp.basename(p) for p in leftovers)}')
+
+    def _save_best_checkpoint(self, runner, metrics) -> None:
+        # MMEngine removes the previous best checkpoint before it writes the new one: the
+        # removals wait here until the new one is written
+        backend, removed = self.file_backend, []
+        backend.remove = removed.append
+        try:
+            super()._save_best_checkpoint(runner, metrics)
+        except OSError as e:
+            raise CheckpointError(
+                f'could not write the best checkpoint into {self.out_dir}: {e.strerror or e}; '
+                'nothing was lost (the previous best is kept). Free space there, then continue '
+                'with --resume') from None
+        finally:
+            del backend.remove
+        current = {self.last_ckpt, getattr(self, 'best_ckpt_path', None),
+                   *(getattr(self, 'best_ckpt_path_dict', None) or {}).values()}
+        for path in removed:
+            if path not in current:  # a best checkpoint written again under its own name stays
+                backend.remove(path)
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         outdated = []

@@ -679,6 +679,32 @@ def test_full_disk_at_the_first_save(coco, tmp_path, monkeypatch, capsys):
     assert not (tmp_path / 'last_checkpoint').exists()
 
 
+def test_previous_best_checkpoint_kept_until_the_new_one_is_written(coco, tmp_path, monkeypatch,
+                                                                     capsys):
+    """MMEngine removes the previous best checkpoint, then writes the new one: a full disk (or
+    a kill) in between left none. The real hook of a real runner, given two validations."""
+    from normdet.apis import build_runner, load_config
+    from normdet.checkpoints import NormDetCheckpointHook
+    options = tool('train').parse_args([str(a) for a in train_args(
+        tmp_path, coco, 'default_hooks.checkpoint.save_best=coco/bbox_mAP')]).cfg_options
+    runner = build_runner(load_config(SSD_BN, options, str(tmp_path)))
+    hook = next(h for h in runner.hooks if isinstance(h, NormDetCheckpointHook))
+    hook.before_train(runner)
+
+    def validated(epoch, ap):  # a better validation each epoch
+        runner.train_loop._epoch = epoch
+        hook.after_val_epoch(runner, {'coco/bbox_mAP': ap})
+        return sorted(p.name for p in tmp_path.glob('best_*.pth'))
+    assert validated(0, 0.1) == ['best_coco_bbox_mAP_epoch_0.pth']
+    assert validated(1, 0.2) == ['best_coco_bbox_mAP_epoch_1.pth']  # the old one went after
+    _fail_writing(monkeypatch, 'best_')
+    with pytest.raises(SystemExit) as e:
+        run_tool(lambda: validated(2, 0.3))
+    assert e.value.code == 1
+    assert 'could not write the best checkpoint into' in capsys.readouterr().err
+    assert validated(2, 0.0) == ['best_coco_bbox_mAP_epoch_1.pth']  # kept
+
+
 KILL_DURING_SAVE = '''
 import os, runpy, signal, sys
 real = os.fsync
