@@ -8,21 +8,44 @@ Kept out of the scripts so that tests and notebooks call the same code:
     runner.train()
     metrics, paths = evaluate(runner)
 """
+import ast
+import contextlib
 import datetime
 import os
 import os.path as osp
+import re
 import sys
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from .errors import ConfigError, DataError
+from .checkpoints import LAST, find_last_checkpoint, used_work_dir
+from .errors import USER_ERRORS, CheckpointError, ConfigError
 from .evaluation import NormDetCocoMetric
+from .io import atomic_write
 from .report import build_report, write_report
 from .runner import NormDetStateHook, prepare_config
+
+
+class CfgOptions(DictAction):
+    """MMEngine's ``--cfg-options KEY=VALUE ...`` parser, with a ConfigError naming the option
+    for one without ``=`` or with unbalanced brackets (MMEngine: a bare ValueError or
+    AssertionError traceback)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for kv in values or []:
+            key, eq, val = kv.partition('=')
+            if not (eq and key):
+                raise ConfigError(f'--cfg-options {kv!r}: each option is KEY=VALUE, e.g. '
+                                  'train_cfg.max_epochs=12 data_root=/data/coco/')
+            if val.count('(') != val.count(')') or val.count('[') != val.count(']'):
+                raise ConfigError(f'--cfg-options {kv!r}: unbalanced brackets in the value; a '
+                                  "list is KEY=[1,2], a tuple KEY='(128,128)' (quoted for the "
+                                  'shell)')
+        super().__call__(parser, namespace, values, option_string)
 
 
 def parse_tool_args(parser, argv=None, *, config: bool = True):
@@ -33,8 +56,7 @@ def parse_tool_args(parser, argv=None, *, config: bool = True):
     parser.allow_abbrev = False
     if not config:
         return parser.parse_args(argv)
-    from mmengine.config import DictAction
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptions,
                         help='override config keys, e.g. data_root=/data/coco/ '
                              'train_cfg.max_epochs=1')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
@@ -51,19 +73,106 @@ def load_config(path: str, cfg_options: dict = None, work_dir: str = None,
     if not osp.isfile(path):
         raise ConfigError(f'config {path!r} not found; the configs are in configs/, e.g. '
                                 'configs/ssdlite_dnb.py')
-    cfg = Config.fromfile(path)
+    cfg = read_config(path)
     cfg.launcher = launcher
     if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+        merge_options(cfg, cfg_options)
     if work_dir:
         cfg.work_dir = work_dir
     elif not cfg.get('work_dir'):
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
+    if osp.exists(cfg.work_dir) and not osp.isdir(cfg.work_dir):
+        raise ConfigError(f'work dir {cfg.work_dir!r} is a file, not a folder; choose another '
+                          'with --work-dir DIR')
     if launcher != 'none' and not torch.cuda.is_available():
         init_cpu_distributed(cfg)
     if cfg.get('runner_type') == 'NormDetRunner':
         prepare_config(cfg)  # here rather than in the runner, so data errors surface plainly
     return cfg
+
+
+def read_config(path: str) -> Config:
+    """``Config.fromfile`` with a ConfigError for a config that cannot be read: a syntax error
+    names the file (the config or one of its bases) and the line."""
+    try:
+        return Config.fromfile(path)
+    except SyntaxError as e:
+        # MMEngine parses the files without their names: find the one that fails
+        err = _syntax_error_in(path)
+        detail = (f'{err.filename}, line {err.lineno}: {err.msg}'
+                  + (f': {err.text.strip()!r}' if err.text else '')) if err else str(e)
+        raise ConfigError(f'syntax error in config {detail}; fix that line') from None
+    except Exception as e:  # a bad _base_, a NameError, an import error in the config
+        raise ConfigError(f'config {path!r} cannot be loaded: {type(e).__name__}: '
+                          f'{str(e).splitlines()[0] if str(e) else ""}; fix the config') from None
+
+
+def _syntax_error_in(path: str):
+    """The SyntaxError of ``path`` or of one of its local ``_base_`` files, or None."""
+    try:
+        with open(path) as f:
+            tree = ast.parse(f.read(), filename=path)
+    except SyntaxError as e:
+        return e
+    except OSError:
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == '_base_'
+                                                for t in node.targets):
+            try:
+                bases = ast.literal_eval(node.value)
+            except ValueError:
+                return None
+            for base in [bases] if isinstance(bases, str) else bases:
+                found = None if '::' in base else _syntax_error_in(
+                    osp.join(osp.dirname(path), base))
+                if found:
+                    return found
+    return None
+
+
+_MISSING = object()
+
+
+def _lookup(cfg, key: str):
+    """The value at a dotted ``--cfg-options`` key (list items by index), or _MISSING."""
+    node = cfg
+    for part in key.split('.'):
+        if isinstance(node, (dict, Config)) and part in node:
+            node = node[part]
+        elif isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
+
+
+def merge_options(cfg: Config, options: dict) -> None:
+    """Merge ``--cfg-options`` into ``cfg``; a ConfigError for a value that cannot be what the
+    config holds there (a word for a number or a flag, a number for a section) or a key that
+    cannot be set."""
+    for key, value in options.items():
+        parts = key.split('.')
+        for i in range(1, len(parts)):
+            above = _lookup(cfg, '.'.join(parts[:i]))
+            if above is not _MISSING and not isinstance(above, (dict, list, tuple)):
+                raise ConfigError(f'--cfg-options {key}: {".".join(parts[:i])} is {above!r}, not '
+                                  f'a section; set it as a whole: {".".join(parts[:i])}=VALUE')
+        old = _lookup(cfg, key)
+        number = isinstance(old, (int, float)) and not isinstance(old, bool)
+        if (number or isinstance(old, bool)) and isinstance(value, str):
+            kind = 'a number' if number else 'True or False'
+            raise ConfigError(f'--cfg-options {key}={value}: the config holds {kind} there '
+                              f'({old!r}); give {kind}, e.g. {key}={old!r}')
+        if isinstance(old, dict) and value is not None and not isinstance(value, dict):
+            raise ConfigError(f'--cfg-options {key}={value}: {key} is a section of the config '
+                              f'(keys {", ".join(list(old)[:5])}); set one of its keys, e.g. '
+                              f'{key}.{next(iter(old), "KEY")}=...')
+    try:
+        cfg.merge_from_dict(options)
+    except (KeyError, TypeError, IndexError) as e:
+        reason = re.sub(r'(exceeds the length of list) .*', r'\1 there', str(e).strip('"'))
+        raise ConfigError(f'--cfg-options {", ".join(options)}: {reason}') from None
 
 
 def init_cpu_distributed(cfg) -> None:
@@ -82,17 +191,54 @@ def init_cpu_distributed(cfg) -> None:
                                  find_unused_parameters=cfg.get('find_unused_parameters', False))
 
 
+def check_work_dir(work_dir: str, resume: bool, overwrite: bool) -> None:
+    """Training into a work dir that holds a run's checkpoints continues it (``resume``) or
+    starts over there (``overwrite``: its ``last_checkpoint`` is removed first, so that a later
+    --resume never mixes the two runs); anything else would overwrite ``epoch_N.pth`` and rewind
+    ``last_checkpoint`` silently, and is refused."""
+    used = used_work_dir(work_dir)
+    if not used or resume:
+        return
+    if not overwrite:
+        few = ', '.join(used[:4]) + (', ...' if len(used) > 4 else '')
+        raise CheckpointError(
+            f'work dir {work_dir!r} already holds a training run ({few}): continue it with '
+            '--resume, train into a new folder with --work-dir DIR, or start over in this one '
+            'with --overwrite (its checkpoints are then replaced)')
+    with contextlib.suppress(FileNotFoundError):  # every rank of a distributed run gets here
+        os.remove(osp.join(work_dir, LAST))
+
+
+def evaluation_dir(checkpoint: str, work_dir: str = None) -> str:
+    """Where tools/test.py writes the log and the report of ``checkpoint``: ``work_dir``, or a
+    folder beside the checkpoint named after it (``epoch_12.pth`` -> ``epoch_12_test/``), never
+    the training run's own dir, whose report it would replace. A folder that holds the report
+    of another checkpoint is refused."""
+    import json
+
+    from .report import JSON_NAME
+    folder = work_dir or osp.splitext(osp.abspath(checkpoint))[0] + '_test'
+    existing = osp.join(folder, JSON_NAME)
+    if osp.isfile(existing):
+        try:
+            with open(existing) as f:
+                theirs = json.load(f).get('checkpoint')
+        except (OSError, ValueError, AttributeError):
+            theirs = '(unreadable)'
+        if theirs and osp.abspath(theirs) != osp.abspath(checkpoint):
+            raise CheckpointError(
+                f'{existing} is the report of another checkpoint ({theirs}); evaluating '
+                f'{checkpoint} there would replace it: leave out --work-dir (the report then '
+                f'goes beside the checkpoint) or choose another folder')
+    return folder
+
+
 def build_runner(cfg) -> Runner:
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
 
 
 def _find(items, cls):
     return next((i for i in items if isinstance(i, cls)), None)
-
-
-def last_checkpoint(work_dir: str):
-    path = osp.join(work_dir, 'last_checkpoint')
-    return open(path).read().strip() if osp.isfile(path) else None
 
 
 def evaluate(runner: Runner, checkpoint: str = None, train_world_size: int = None):
@@ -119,7 +265,7 @@ def evaluate(runner: Runner, checkpoint: str = None, train_world_size: int = Non
     if not is_main_process():
         return metrics, (None, None)
     report = build_report(runner.cfg, metrics, metric.details if metric else {},
-                          checkpoint=checkpoint or last_checkpoint(runner.work_dir),
+                          checkpoint=checkpoint or find_last_checkpoint(runner.work_dir),
                           data=runner.cfg.get('normdet_data'), train_world_size=train_world)
     return metrics, write_report(runner.work_dir, report)
 
@@ -132,12 +278,20 @@ def print_result(metrics: dict, paths: tuple) -> None:
 
 
 def run_tool(main) -> None:
-    """Run a tool's ``main``; an error in what the user gave prints its message (which names the
-    problem and the fix) without a traceback and exits with status 1."""
+    """Run a tool's ``main``; an error in what the user gave or a run that cannot go on
+    (``normdet.errors.USER_ERRORS``) prints its message (which names the problem and the fix)
+    without a traceback and exits with status 1. Under ``normdet.launch`` (tools/dist_*.sh) a
+    rank leaves its message to the launcher, which prints each distinct one once."""
     try:
         main()
-    except (ConfigError, DataError) as e:
-        sys.exit(f'[normdet] error: {e}')
+    except USER_ERRORS as e:
+        message = f'[normdet] error: {e}'
+        folder = os.environ.get('NORMDET_ERROR_DIR')
+        if folder and 'RANK' in os.environ:
+            atomic_write(osp.join(folder, f'rank{os.environ["RANK"]}'), message)
+        else:
+            print(message, file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 def summary_line(metrics: dict) -> str:

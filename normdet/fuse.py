@@ -106,17 +106,18 @@ def _flat(outs) -> list:
 
 
 def build_model(cfg, checkpoint=None, device='cpu'):
-    """The detector of a (prepared) config in eval mode, with ``checkpoint``'s weights."""
+    """The detector of a (prepared) config in eval mode, with ``checkpoint``'s weights, which
+    must fit it exactly (``normdet.checkpoints.load_weights``)."""
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
-    from mmengine.runner import load_checkpoint
 
     from . import stack_fixes
+    from .checkpoints import load_weights
     stack_fixes.apply()  # mmengine checkpoints load with weights_only=True
     register_all_modules(init_default_scope=True)
     model = MODELS.build(cfg.model)
     if checkpoint:
-        load_checkpoint(model, checkpoint, map_location='cpu')
+        load_weights(model, checkpoint)
     else:
         model.init_weights()
     return model.to(device).eval()

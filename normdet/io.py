@@ -1,4 +1,5 @@
 """Plain file I/O helpers: writes that never leave a partial file behind, strict JSON."""
+import glob
 import math
 import numbers
 import os
@@ -7,15 +8,18 @@ import tempfile
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+_TMP_SUFFIX = '.tmp'
 
 
 def atomic_write(path: str, data) -> None:
     """Write ``data`` (bytes or str) to ``path`` so that it is either absent/old or complete:
-    a temporary file in the same folder, fsync'ed, then ``os.replace``'d over the target."""
+    a temporary file in the same folder, fsync'ed, ``os.replace``'d over the target, then the
+    folder fsync'ed so that the rename itself survives a crash (callers may delete older files
+    once this returns)."""
     path = os.fspath(path)
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix=_TMP_SUFFIX, dir=folder)
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data.encode('utf-8') if isinstance(data, str) else data)
@@ -27,6 +31,11 @@ def atomic_write(path: str, data) -> None:
         if osp.exists(tmp):
             os.unlink(tmp)
         raise
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def strict_json(value):
@@ -37,3 +46,9 @@ def strict_json(value):
     if isinstance(value, (list, tuple)):
         return [strict_json(v) for v in value]
     return None if isinstance(value, numbers.Real) and not math.isfinite(value) else value
+
+
+def write_leftovers(folder: str) -> list:
+    """The temporary files of ``atomic_write`` calls that were killed before they finished
+    (``.NAME.XXXXXXXX.tmp``): a process killed mid-write cannot remove its own."""
+    return sorted(glob.glob(osp.join(glob.escape(folder), f'.*.*{_TMP_SUFFIX}')))

@@ -12,7 +12,9 @@ Parameter-name abbreviations come from each class's ``_abbr_`` (frn, mabn, dnb, 
 """
 from mmengine.registry import MODELS
 
-from . import heads, norm_act, optim, preprocessor, stack_fixes  # noqa: F401  (they register)
+# register their classes
+from . import checkpoints, heads, norm_act, optim, preprocessor, stack_fixes  # noqa: F401
+from .data import coco_dataset  # noqa: F401
 from .layers import CenConv2d
 from .norms import NORMS
 

@@ -26,7 +26,8 @@ def coco8(tmp_path_factory):  # 8 training images: 2 iterations an epoch at 2 pr
 
 
 def env(**extra):
-    e = dict(os.environ, MASTER_PORT=str(free_port()), **extra)
+    e = dict(os.environ, MASTER_PORT=str(free_port()))
+    e.update(extra)
     e['PATH'] = os.path.dirname(sys.executable) + os.pathsep + e['PATH']
     return e
 
@@ -105,14 +106,70 @@ def test_failed_rank_stops_the_run(mode, coco8, tmp_path):
              str(tmp_path / 'work'), '--cfg-options', *small_options(base, coco8, epochs=3),
              timeout=300, PYTHONPATH=str(tmp_path))
     elapsed = time.monotonic() - start
-    assert r.returncode != 0
-    assert '[normdet] distributed run failed' in r.stderr
-    assert 'ChildFailedError' in r.stderr or 'FAILED' in r.stderr
+    assert r.returncode == 1
+    assert '[normdet] distributed run failed: rank ' in r.stderr, r.stderr[-3000:]
+    assert 'ChildFailedError' not in r.stderr  # torchrun's own trace is not shown
     if mode == 'die':
-        assert 'Signal 9' in r.stderr or 'SIGKILL' in r.stderr, r.stderr[-3000:]
+        assert 'rank 1 was killed by signal 9 (SIGKILL)' in r.stderr, r.stderr[-3000:]
     else:  # rank 0 gives up waiting after the 15 s process-group timeout
         assert 'Timed out' in r.stderr or 'timed out' in r.stderr.lower(), r.stderr[-3000:]
     assert elapsed < 150, elapsed  # start-up (~20 s) + timeout + torchrun's clean-up
+
+
+def test_master_port_in_use():
+    """Said before anything starts, with how to choose another port (c10d's EADDRINUSE
+    traceback otherwise, once per process)."""
+    import socket
+    with socket.socket() as busy:
+        busy.bind(('127.0.0.1', 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        start = time.monotonic()
+        r = bash('tools/dist_train.sh', 'configs/ssdlite_bn.py', '2', timeout=120,
+                 MASTER_PORT=str(port))
+    assert r.returncode == 1 and time.monotonic() - start < 60
+    assert f'[normdet] error: MASTER_PORT {port} is in use' in r.stderr, r.stderr[-3000:]
+    assert 'choose a free port, e.g. MASTER_PORT=' in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_a_tool_error_is_printed_once(coco8, tmp_path):
+    """Every rank hits the same bad data root: one line, not one per rank in torchrun's trace."""
+    cfg = config_path('ssdlite', 'BN')
+    r = bash('tools/dist_train.sh', cfg, '2', '--work-dir', str(tmp_path / 'work'),
+             '--cfg-options', *small_options(cfg, '/no/such/coco/'), timeout=300)
+    assert r.returncode == 1
+    lines = [line for line in r.stderr.splitlines() if line.startswith('[normdet] error: ')]
+    assert len(lines) == 1, r.stderr[-3000:]
+    assert "dataset root '/no/such/coco/' does not exist" in lines[0]
+    assert 'Traceback' not in r.stderr and 'ChildFailedError' not in r.stderr
+
+
+def test_resume_restores_every_ranks_statistics(coco8, tmp_path):
+    """2 processes with per-GPU MABN statistics: 2 epochs straight, and 1 epoch then --resume to
+    2, end with the same weights and the same buffers on each rank (MABN's ring buffers, counter
+    and running_var differ between the ranks; a checkpoint holding rank 0's only gave rank 1
+    rank 0's statistics on resume)."""
+    cfg = config_path('ssdlite', 'MABN')
+
+    def train(work, epochs, *extra):
+        check(bash('tools/dist_train.sh', cfg, '2', '--work-dir', str(work), '--no-eval', *extra,
+                   '--cfg-options', *small_options(cfg, coco8, epochs=epochs)))
+
+    train(tmp_path / 'straight', 2)
+    train(tmp_path / 'resumed', 1)
+    train(tmp_path / 'resumed', 2, '--resume')
+    a, b = (torch.load(tmp_path / d / 'epoch_2.pth', map_location='cpu', weights_only=True)
+            for d in ('straight', 'resumed'))
+    assert a['meta']['iter'] == b['meta']['iter'] == 4
+    for k, v in a['state_dict'].items():
+        assert torch.equal(v, b['state_dict'][k]), k
+    ranks_a, ranks_b = a['normdet']['rank_buffers'], b['normdet']['rank_buffers']
+    assert len(ranks_a) == len(ranks_b) == 2
+    key = next(k for k in ranks_a[1] if k.endswith('x2_buffer'))
+    assert not torch.equal(ranks_a[0][key], ranks_a[1][key])  # per-GPU statistics differ
+    for rank in (0, 1):
+        for k, v in ranks_a[rank].items():
+            assert torch.equal(v, ranks_b[rank][k]), (rank, k)
 
 
 @pytest.mark.parametrize('args,message', [

@@ -6,6 +6,8 @@ outputs do not change, time both models, and save the folded weights.
 
 BN, SyncBN, RBN and MABN fold (normdet.fuse); FRN, GN and DN-B/DN-C cannot (input-dependent
 statistics or affine) and stay. Load the result with normdet.fuse.load_folded(cfg, path).
+The checkpoint must fit the config's model exactly (missing or unexpected keys are listed); the
+training batch per GPU it records sizes MABN's buffers as in training.
 """
 import argparse
 import json
@@ -56,12 +58,20 @@ def timed(fn, iters, device):
 def main(argv=None):
     args = parse_args(argv)
     import torch
+    from normdet import stack_fixes
     from normdet.apis import load_config
+    from normdet.checkpoints import read_checkpoint
     from normdet.fuse import build_model, fold_and_check, save_folded
 
-    if args.checkpoint and not osp.isfile(args.checkpoint):
-        raise ConfigError(f'checkpoint {args.checkpoint!r} not found')
-    cfg = load_config(args.config, args.cfg_options)
+    options = dict(args.cfg_options or {})
+    if args.checkpoint:
+        if not osp.isfile(args.checkpoint):
+            raise ConfigError(f'checkpoint {args.checkpoint!r} not found')
+        stack_fixes.apply()  # mmengine checkpoints load with weights_only=True
+        trained = read_checkpoint(args.checkpoint, mmap=True).get('normdet') or {}
+        if trained.get('batch_per_gpu') and 'train_dataloader.batch_size' not in options:
+            options['train_dataloader.batch_size'] = trained['batch_per_gpu']
+    cfg = load_config(args.config, options)
     model = build_model(cfg, args.checkpoint, args.device)
     x = torch.randn(1, 3, *args.size, device=args.device)
     before = timed(lambda: model._forward(x), args.iters, args.device)

@@ -2,13 +2,14 @@
 
     python tools/train.py configs/ssdlite_dnb.py [--work-dir DIR] [--resume [CKPT]] [--amp]
         [--auto-scale-lr] [--tensorboard] [--cfg-options KEY=VALUE ...] [--launcher pytorch]
-        [--no-eval]
+        [--no-eval] [--overwrite]
 
 MMDetection's flags and behaviour (work dir: --work-dir > config > work_dirs/<config name>);
 multi-GPU through tools/dist_train.sh (torchrun). At the end the final weights are evaluated with
 faster-coco-eval (or pycocotools) and the report is written to WORK_DIR/coco_report.md and
 coco_metrics.json. --tensorboard also logs scalars and validation images for TensorBoard
-(tensorboard --logdir WORK_DIR).
+(tensorboard --logdir WORK_DIR). A work dir that holds checkpoints is continued with --resume;
+training into it without --resume is refused unless --overwrite says to start over there.
 """
 import argparse
 import os
@@ -19,8 +20,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clon
 from normdet.stack import require_openmmlab  # noqa: E402
 
 require_openmmlab()
-from normdet.apis import (build_runner, enable_tensorboard, evaluate, load_config,  # noqa: E402
-                          parse_tool_args, print_result, run_tool)
+from normdet.apis import (build_runner, check_work_dir, enable_tensorboard,  # noqa: E402
+                          evaluate, load_config, parse_tool_args, print_result, run_tool)
+from normdet.errors import ConfigError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -35,6 +37,9 @@ def parse_args(argv=None):
     p.add_argument('--no-eval', action='store_true', help='skip the final evaluation and report')
     p.add_argument('--tensorboard', action='store_true',
                    help='also log scalars and validation images for TensorBoard')
+    p.add_argument('--overwrite', action='store_true',
+                   help='train from the start into a work dir that holds checkpoints, replacing '
+                        'them (without it: refused, use --resume or another --work-dir)')
     return parse_tool_args(p, argv)
 
 
@@ -43,22 +48,30 @@ def main(argv=None):
     from mmdet.utils import setup_cache_size_limit_of_dynamo
 
     setup_cache_size_limit_of_dynamo()
+    if args.amp:
+        import torch
+        if not torch.cuda.is_available():
+            raise ConfigError('--amp (mixed precision) needs a GPU and none is visible; train '
+                              'without --amp on the CPU (fp32), or on a machine with CUDA')
+    if args.resume not in (None, 'auto') and not os.path.isfile(args.resume):
+        raise ConfigError(f'--resume {args.resume}: no such checkpoint; --resume without a '
+                          'path continues from the work dir\'s last checkpoint')
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
-        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
-            sys.exit('--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=...) in the config')
+        if 'base_batch_size' not in (cfg.get('auto_scale_lr') or {}):
+            raise ConfigError('--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=...) in '
+                              'the config (the total batch its LR is meant for)')
         cfg.auto_scale_lr.enable = True
     if args.tensorboard:
         enable_tensorboard(cfg)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
-        if not os.path.isfile(args.resume):
-            sys.exit(f'--resume {args.resume}: no such checkpoint')
         cfg.resume, cfg.load_from = True, args.resume
+    check_work_dir(cfg.work_dir, bool(cfg.get('resume')), args.overwrite)
 
     runner = build_runner(cfg)
     runner.train()

@@ -12,7 +12,8 @@ The data root is chosen, first match wins:
 
 Every dataset of the train/val/test dataloaders (wrappers such as ``RepeatDataset`` included) gets
 that root, is checked (``check_coco``: a missing path or a broken annotation file is a clear
-error), and gets the classes its annotation file declares; the heads get the matching
+error), becomes a ``NormDetCocoDataset`` (mmdet's, which also counts what it drops and checks its
+images when it is built), and gets the classes its annotation file declares; the heads get the matching
 ``num_classes`` and the COCO evaluators the dataset's own annotation file. So one config trains on
 the 4-class synthetic data or on the 80 COCO classes without edits.
 """
@@ -86,6 +87,8 @@ def resolve_data(cfg) -> dict:
     found = {}  # classes -> annotation files declaring them
     for loader, ds in leaves:
         ds['data_root'] = root
+        if ds.get('type') == 'CocoDataset':  # the same, saying what it drops (coco_dataset.py)
+            ds['type'] = 'NormDetCocoDataset'
         img_dir = (ds.get('data_prefix') or {}).get('img', '')
         cats = check_coco(root, ds['ann_file'], img_dir)
         if cats is not None:
