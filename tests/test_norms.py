@@ -106,3 +106,37 @@ def test_a_new_norm_is_one_entry(toy_norm):
     assert fold_norms(model.backbone) == 53
     for a, b in zip(before, model.backbone(x)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+LAYER_NORMS = [n for n, s in NORMS.items() if s.layer is not None]
+
+
+@pytest.mark.parametrize('name', LAYER_NORMS)
+def test_bad_input_is_named(name):
+    """Integer input and an empty batch get a message that names the problem and the fix."""
+    layer = NORMS[name].build(4).train()
+    with pytest.raises(TypeError, match=r'floating-point input, got torch.uint8.*x.float\(\)'):
+        layer(torch.zeros(2, 4, 3, 3, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r'empty input of shape \(0, 4, 3, 3\)'):
+        layer(torch.zeros(0, 4, 3, 3))
+
+
+@pytest.mark.parametrize('name', LAYER_NORMS)
+def test_non_finite_input_is_flagged_and_leaves_state(name):
+    """A NaN in training never reaches a running buffer and flags the layer (device-side, read
+    once per iteration by the training loop: normdet.layers.nonfinite_layers)."""
+    from normdet.layers import nonfinite_layers
+    layer = NORMS[name].build(4).train()
+    layer(torch.randn(2, 4, 3, 3)).sum().backward()
+    assert nonfinite_layers(layer) == []
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    x = torch.randn(2, 4, 3, 3, requires_grad=True)
+    x.data[1, 2, 0, 1] = float('nan')
+    layer(x).sum().backward()
+    assert nonfinite_layers(layer) == [type(layer).__name__]
+    for k, v in layer.state_dict().items():
+        if k in ('iters', 'num_batches_tracked') or not v.is_floating_point():
+            continue  # counters count the step; training stops there
+        if k in dict(layer.named_parameters()):
+            continue
+        assert torch.equal(v, before[k]), k

@@ -4,8 +4,15 @@ import torch
 
 
 def check_input(layer, x: torch.Tensor) -> None:
-    """Raise if `x` is not a (N, C, H, W) tensor with the layer's channel count."""
+    """Raise if `x` is not a non-empty floating-point (N, C, H, W) tensor with the layer's
+    channel count."""
     name = type(layer).__name__
+    if not torch.is_tensor(x):
+        raise TypeError(f'{name} expects a torch.Tensor, got {type(x).__name__}')
+    if not x.is_floating_point():
+        raise TypeError(f'{name} expects a floating-point input, got {x.dtype} (shape '
+                        f'{tuple(x.shape)}); convert it first, e.g. x.float() (images: '
+                        'x.float() / 255)')
     if x.dim() != 4:
         raise ValueError(f'{name} expects a 4-D (N, C, H, W) input, got shape {tuple(x.shape)}; '
                          'reshape it, or use a 1-D norm for (N, C) features')
@@ -13,6 +20,10 @@ def check_input(layer, x: torch.Tensor) -> None:
         raise ValueError(f'{name} was built for {layer.num_features} channels but got an input '
                          f'with {x.shape[1]} (shape {tuple(x.shape)}); build it with '
                          f'num_features={x.shape[1]} or fix the preceding layer')
+    if x.numel() == 0:
+        raise ValueError(f'{name} got an empty input of shape {tuple(x.shape)}: there is nothing '
+                         'to normalise; skip the layer for empty batches (N = 0) or check the '
+                         'preceding layers (H or W = 0)')
 
 
 def check_batch_stats(layer, x: torch.Tensor, processes: int = 1) -> None:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ._checks import flag_nonfinite
+from ._checks import check_input, flag_nonfinite
 from ._dist import local_batch_norm, sync_world_size, synced_batch_norm
 
 
@@ -33,10 +33,9 @@ class SyncBatchNorm(_BatchNorm):
     _check_non_zero_input_channels = nn.SyncBatchNorm._check_non_zero_input_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x)
         if not (self.training and self.track_running_stats and self.process_group is None):
             return nn.SyncBatchNorm.forward(self, x)
-        if x.dim() != 4:
-            raise ValueError(f'SyncBatchNorm expects (N, C, H, W), got {tuple(x.shape)}')
         momentum = self.momentum
         if momentum is None:  # cumulative moving average, as torch does
             momentum = 1.0 / float(self.num_batches_tracked + 1)
