@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup_env.sh
 start=$(date +%s)
-bash tools/env.sh python tools/train.py configs/ssdlite_dnb_quickstart.py "$@"
+# --overwrite: the quick start may be run again into its own work dir (other runs refuse that)
+bash tools/env.sh python tools/train.py configs/ssdlite_dnb_quickstart.py --overwrite "$@"
 echo "[quickstart] trained and evaluated in $(( $(date +%s) - start )) s"
