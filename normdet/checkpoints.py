@@ -94,7 +94,9 @@ def state_dict_of(checkpoint: dict) -> dict:
 def check_state_dict(model, checkpoint: dict, path: str, batch_per_gpu: int = None) -> None:
     """Raise a CheckpointError unless ``checkpoint`` holds exactly ``model``'s keys and shapes;
     ``batch_per_gpu`` (this run's) explains a difference in MABN's ring buffers."""
-    theirs, ours = state_dict_of(checkpoint), model.state_dict()
+    theirs = state_dict_of(checkpoint)
+    # a wrapped model (DDP, the test-time-augmentation model) holds the detector as ``module``
+    ours = {re.sub(r'^module\.', '', k): v for k, v in model.state_dict().items()}
     shapes = [k for k in ours.keys() & theirs.keys()
               if hasattr(theirs[k], 'shape') and tuple(ours[k].shape) != tuple(theirs[k].shape)]
     rings = [k for k in shapes if k.endswith(('.x2_buffer', '.gz_buffer'))]

@@ -121,7 +121,7 @@ def test_mmdet_analysis_tools_on_a_work_dir(trained, tiny_coco, tmp_path):
 
 
 def test_auto_scale_lr_keeps_the_lr_at_the_configs_own_batch(tiny_coco, tmp_path):
-    """The quick start's AdamW 2e-3 is meant for its batch of 8 in one process: --auto-scale-lr
+    """The quick start's AdamW 2e-3 is meant for its batch of 16 in one process: --auto-scale-lr
     at that batch leaves it (an inherited base_batch_size of 192 turned it into 8.3e-5)."""
     config = osp.join(REPO, 'configs', 'ssdlite_dnb_quickstart.py')
     cfg = Config.fromfile(config)

@@ -4,9 +4,11 @@
         [--layouts nchw channels_last] [--shapes 2,256,200,336 ...] [--quick] [--out bench.json]
 
 For each shape (default: shapes from the three detectors), dtype and memory layout it measures the
-median forward and forward+backward time of BN, GN, FRN+TLU, MABN, DN-B, DN-C and RBN in training
-mode (CUDA events after warm-up on a GPU, perf_counter on CPU), and prints them with
-- the ratio to nn.BatchNorm2d measured in the same run (cuDNN on a GPU),
+forward and forward+backward time of BN, GN, FRN+TLU, MABN, DN-B, DN-C and RBN in training mode
+(CUDA events after warm-up on a GPU, perf_counter on CPU), in --repeats repeats of --iters calls
+with the layers interleaved in each repeat, and prints min / median / max over the repeats of
+- each time, and its ratio to nn.BatchNorm2d in the same repeat (cuDNN on a GPU),
+and, at the median,
 - the fraction of the memory-traffic floor reached: forward+backward moves at least 5 tensors of
   the input's size (read x, write y, read x and dy, write dx), forward 2; the device's bandwidth
   is measured in the same run with a large copy,
@@ -39,25 +41,23 @@ def layers(c):
 
 
 def timer(device):
+    """``run(fn, iters)``: seconds per call of ``fn`` averaged over ``iters`` calls (CUDA events
+    on a GPU, perf_counter on the CPU)."""
     if device.type == 'cuda':
         def run(fn, iters):
-            times = []
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
             for _ in range(iters):
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
                 fn()
-                end.record()
-                torch.cuda.synchronize()
-                times.append(start.elapsed_time(end) / 1e3)
-            return statistics.median(times)
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end) / 1e3 / iters
     else:
         def run(fn, iters):
-            times = []
+            t = time.perf_counter()
             for _ in range(iters):
-                t = time.perf_counter()
                 fn()
-                times.append(time.perf_counter() - t)
-            return statistics.median(times)
+            return (time.perf_counter() - t) / iters
     return run
 
 
@@ -67,32 +67,55 @@ def copy_bandwidth(device, run, iters) -> float:
     a = torch.empty(n, device=device)
     b = torch.empty_like(a)
     run(lambda: b.copy_(a), 3)
-    return 2 * a.numel() * a.element_size() / run(lambda: b.copy_(a), iters)
+    return 2 * a.numel() * a.element_size() / min(run(lambda: b.copy_(a), 3) for _ in range(iters))
 
 
-def bench_one(layer, x, dy, run, iters, device):
-    def fwd():
-        layer(x)
-
-    def fwd_bwd():
-        x.grad = None
-        layer(x).backward(dy)
-    for fn in (fwd, fwd_bwd):  # warm-up (and MABN's counter past its first iterations)
-        run(fn, 3)
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    t_fb = run(fwd_bwd, iters)
-    peak = (torch.cuda.max_memory_allocated() - base) / 2 ** 20 if device.type == 'cuda' else None
-    with torch.no_grad():
-        t_f = run(fwd, iters)
-    return t_f, t_fb, peak
+def spread(values) -> dict:
+    return dict(min=min(values), median=statistics.median(values), max=max(values))
 
 
-def benchmark(device, dtypes, layouts, shapes, iters):
+def bench_shape(layers_, x, dy, run, iters, repeats, device):
+    """Per layer: forward and forward+backward seconds per call over ``repeats`` repeats of
+    ``iters`` calls, the layers interleaved within each repeat (so a busy machine slows all of
+    them alike), and the ratio to BN of each repeat; CUDA peak memory of forward+backward."""
+    def fwd(layer):
+        return lambda: layer(x)
+
+    def fwd_bwd(layer):
+        def f():
+            x.grad = None
+            layer(x).backward(dy)
+        return f
+    out, ok = {}, {}
+    for name, layer in layers_.items():
+        try:  # warm-up (and MABN's counter past its first iterations)
+            run(fwd_bwd(layer), 3)
+            with torch.no_grad():
+                run(fwd(layer), 2)
+            ok[name] = layer
+        except Exception as e:  # a layer/dtype the device does not support
+            out[name] = e
+    times = {name: dict(fwd=[], fwd_bwd=[]) for name in ok}
+    peak = {}
+    for _ in range(repeats):
+        for name, layer in ok.items():
+            if device.type == 'cuda':
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                base = torch.cuda.memory_allocated()
+            times[name]['fwd_bwd'].append(run(fwd_bwd(layer), iters))
+            if device.type == 'cuda':
+                peak[name] = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+            with torch.no_grad():
+                times[name]['fwd'].append(run(fwd(layer), iters))
+    for name, t in times.items():
+        out[name] = dict(t, peak_mb=peak.get(name))
+    return out
+
+
+def benchmark(device, dtypes, layouts, shapes, iters, repeats):
     run = timer(device)
-    bandwidth = copy_bandwidth(device, run, iters)
+    bandwidth = copy_bandwidth(device, run, repeats)
     rows = []
     for shape in shapes:
         for dname in dtypes:
@@ -102,28 +125,30 @@ def benchmark(device, dtypes, layouts, shapes, iters):
                 x.requires_grad_()
                 dy = torch.randn_like(x)
                 nbytes = x.numel() * x.element_size()
-                results = {}
-                for name, layer in layers(shape[1]).items():
-                    layer = layer.to(device).train()
-                    try:
-                        results[name] = bench_one(layer, x, dy, run, iters, device)
-                    except Exception as e:  # a layer/dtype the device does not support
-                        results[name] = e
+                built = {n: m.to(device).train() for n, m in layers(shape[1]).items()}
+                results = bench_shape(built, x, dy, run, iters, repeats, device)
                 bn = results['BN']
                 for name, r in results.items():
                     row = dict(layer=name, shape=list(shape), dtype=dname, layout=layout)
                     if isinstance(r, Exception):
                         row['error'] = f'{type(r).__name__}: {r}'[:200]
-                    else:
-                        t_f, t_fb, peak = r
-                        row.update(fwd_ms=1e3 * t_f, fwd_bwd_ms=1e3 * t_fb, peak_mb=peak,
-                                   floor_fraction_fwd_bwd=5 * nbytes / bandwidth / t_fb,
-                                   floor_fraction_fwd=2 * nbytes / bandwidth / t_f)
-                        if not isinstance(bn, Exception):
-                            row.update(ratio_to_bn_fwd_bwd=t_fb / bn[1], ratio_to_bn_fwd=t_f / bn[0])
+                        rows.append(row)
+                        continue
+                    f, fb = spread(r['fwd']), spread(r['fwd_bwd'])
+                    row.update(fwd_ms={k: 1e3 * v for k, v in f.items()},
+                               fwd_bwd_ms={k: 1e3 * v for k, v in fb.items()},
+                               peak_mb=r['peak_mb'],
+                               floor_fraction_fwd_bwd=5 * nbytes / bandwidth / fb['median'],
+                               floor_fraction_fwd=2 * nbytes / bandwidth / f['median'])
+                    if not isinstance(bn, Exception):
+                        row['ratio_to_bn_fwd_bwd'] = spread(
+                            [a / b for a, b in zip(r['fwd_bwd'], bn['fwd_bwd'])])
+                        row['ratio_to_bn_fwd'] = spread([a / b for a, b in zip(r['fwd'],
+                                                                                bn['fwd'])])
                     rows.append(row)
     return dict(device=describe(device), bandwidth_gb_s=bandwidth / 1e9, iters=iters,
-                torch=torch.__version__, date=time.strftime('%Y-%m-%d %H:%M'), rows=rows)
+                repeats=repeats, threads=torch.get_num_threads(), torch=torch.__version__,
+                date=time.strftime('%Y-%m-%d %H:%M'), rows=rows)
 
 
 def describe(device):
@@ -132,19 +157,26 @@ def describe(device):
     return f'cpu ({torch.get_num_threads()} threads)'
 
 
+def _mmm(d, fmt='{:.3f}') -> str:
+    return ' / '.join(fmt.format(d[k]) for k in ('min', 'median', 'max'))
+
+
 def table(result) -> str:
-    head = ('layer', 'shape', 'dtype', 'layout', 'fwd ms', 'fwd+bwd ms', 'x BN (f+b)',
-            '% floor (f+b)', 'peak MB')
+    head = ('layer', 'shape', 'dtype', 'layout', 'fwd ms (min / med / max)',
+            'fwd+bwd ms (min / med / max)', 'x BN f+b (min / med / max)', '% floor (f+b)',
+            'peak MB')
     lines = [f"{result['device']}, copy bandwidth {result['bandwidth_gb_s']:.1f} GB/s, "
-             f"median of {result['iters']}, torch {result['torch']}, {result['date']}",
+             f"{result['repeats']} interleaved repeats of {result['iters']} calls, torch "
+             f"{result['torch']}, {result['date']}",
              '| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
     for r in result['rows']:
         cells = [r['layer'], 'x'.join(map(str, r['shape'])), r['dtype'], r['layout']]
         if 'error' in r:
             cells += ['error: ' + r['error'], '', '', '', '']
         else:
-            cells += [f"{r['fwd_ms']:.3f}", f"{r['fwd_bwd_ms']:.3f}",
-                      f"{r.get('ratio_to_bn_fwd_bwd', float('nan')):.2f}",
+            ratio = r.get('ratio_to_bn_fwd_bwd')
+            cells += [_mmm(r['fwd_ms']), _mmm(r['fwd_bwd_ms']),
+                      _mmm(ratio, '{:.2f}') if ratio else '-',
                       f"{100 * r['floor_fraction_fwd_bwd']:.0f}",
                       '-' if r['peak_mb'] is None else f"{r['peak_mb']:.0f}"]
         lines.append('| ' + ' | '.join(cells) + ' |')
@@ -160,8 +192,10 @@ def main(argv=None):
     p.add_argument('--layouts', nargs='+', default=['nchw', 'channels_last'],
                    choices=['nchw', 'channels_last'])
     p.add_argument('--shapes', nargs='+', help='N,C,H,W ... (default: the detectors\' shapes)')
-    p.add_argument('--quick', action='store_true', help='tiny shapes, 3 iterations (a smoke run)')
-    p.add_argument('--iters', type=int, default=20)
+    p.add_argument('--quick', action='store_true',
+                   help='tiny shapes, 2 repeats of 2 calls (a smoke run)')
+    p.add_argument('--iters', type=int, default=5, help='calls per timed repeat')
+    p.add_argument('--repeats', type=int, default=7, help='interleaved repeats (the spread)')
     p.add_argument('--out', help='write the results as JSON')
     args = p.parse_args(argv)
     try:
@@ -171,7 +205,7 @@ def main(argv=None):
         raise ConfigError(f'--shapes {" ".join(args.shapes)}: give N,C,H,W, e.g. '
                           '2,256,200,336') from None
     result = benchmark(torch.device(args.device), args.dtypes, args.layouts, shapes,
-                       3 if args.quick else args.iters)
+                       2 if args.quick else args.iters, 2 if args.quick else args.repeats)
     print(table(result))
     if args.out:
         with open(args.out, 'w') as f:

@@ -66,8 +66,9 @@ def parse_args(argv=None):
     args = parse_tool_args(p, argv, config=False)
     for norm in args.norms:
         if not osp.isfile(config_of(args, norm)):
-            known = sorted({osp.basename(c)[:-len('_bn.py')]
-                            for c in glob.glob(osp.join(REPO, 'configs', '**', '*_bn.py'),
+            configs = osp.join(REPO, 'configs')
+            known = sorted({osp.relpath(c, configs)[:-len('_bn.py')]
+                            for c in glob.glob(osp.join(configs, '**', '*_bn.py'),
                                                recursive=True)})
             raise ConfigError(f'no config {config_of(args, norm)} for detector {args.detector!r} '
                               f'and norm {norm!r}; detectors with configs/<name>_<norm>.py: '

@@ -34,7 +34,8 @@ mini_tta_pipeline = [  # tools/test.py --tta: each image and its flip, at the be
 mini_batch = 16
 mini_epochs = 12
 mini_optim_wrapper = dict(
-    optimizer=dict(_delete_=True, type='AdamW', lr=2e-3, weight_decay=0.05),
+    # foreach: AdamW's multi-tensor step, also on the CPU (half the time of the per-tensor loop)
+    optimizer=dict(_delete_=True, type='AdamW', lr=2e-3, weight_decay=0.05, foreach=True),
     clip_grad=None)
 mini_param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),

@@ -114,10 +114,11 @@ class TorchOps:
         dtau = None
         if tau is not None:
             full = g.sum(dim=(0, 2, 3))
-            # y - tau > 0 where y = A x + B > tau: read off the output when it holds y exactly,
-            # recomputed when it was rounded (bf16/fp16 round tau itself)
-            y = z if z.dtype == A.dtype else TorchOps.affine(x32, A, B, None)
-            g = torch.ops.aten.threshold_backward(g, y - tau.view(1, -1, 1, 1), 0.)
+            # where y = A x + B > tau, with y recomputed from x: the output may have been
+            # changed in place since (an inplace activation after the layer), and a bf16/fp16
+            # output rounds tau itself
+            y = TorchOps.affine(x32, A, B, None).sub_(tau.view(1, -1, 1, 1))
+            g = torch.ops.aten.threshold_backward(g, y, 0.)
         dA = torch.linalg.vecdot(g.flatten(2), x32.flatten(2))
         dB = g.sum(dim=(2, 3))
         if tau is not None:
@@ -160,7 +161,7 @@ class StatAffine(torch.autograd.Function):
         A_, B_ = _full(A, n), _full(B, n)
         tau32 = None if tau is None else tau.detach().to(A_.dtype)
         z = ops.affine(x, A_, B_, tau32)
-        ctx.save_for_backward(x, z if tau is not None else None)
+        ctx.save_for_backward(x)  # not z: an inplace op after the layer may change it
         ctx.graph = (A, B, leaves, params, stats, tau)
         ctx.kind, ctx.ops = kind, ops
         return z
@@ -168,7 +169,8 @@ class StatAffine(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gz):
-        x, z = ctx.saved_tensors
+        x, = ctx.saved_tensors
+        z = None
         A, B, leaves, params, stats, tau = ctx.graph
         ops, n = ctx.ops, x.shape[0]
         A_, B_ = _full(A, n), _full(B, n)

@@ -51,7 +51,7 @@ class _FRNFunction(torch.autograd.Function):
         b = bias.detach().to(dtype).unsqueeze(0).expand_as(a)
         t = None if tau is None else tau.detach().to(dtype)
         z = ops.affine(x, a, b, t)
-        ctx.save_for_backward(x, z if tau is not None else None, weight, rs, eps_l)
+        ctx.save_for_backward(x, weight, rs, eps_l)  # not z: an inplace op may change it
         ctx.ops, ctx.on, ctx.tlu, ctx.b = ops, on, tau is not None, b
         ctx.tau = t
         return z
@@ -59,7 +59,8 @@ class _FRNFunction(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gz):
-        x, z, weight, rs, eps_l = ctx.saved_tensors
+        x, weight, rs, eps_l = ctx.saved_tensors
+        z = None
         ops, hw = ctx.ops, x.shape[2] * x.shape[3]
         w = weight.to(rs.dtype)
         a = w * rs
