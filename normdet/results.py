@@ -167,6 +167,14 @@ def claims(parts: set) -> list:
                      'bbox') for b in batches]
     out.append(('rbn', "Revisiting BN (Davis & Frank): RBN's initialisation and update give a "
                 'significant gain over BN', rbn))
+    if have(('dn_sc_normalized',), ('ssdlite',)):
+        out.append(('dn_ablation', "Ablation of our DN interpretation (no public code): the SC "
+                    "module on scale-invariant statistics instead of the raw mean and std", [
+                        ("SSDLite: DN-B with normalized SC input beats the raw input (16/GPU)",
+                         'beats', ('dn_sc_normalized', 'DNB', 16), ('ssdlite', 'DNB', 16), 'bbox'),
+                        ("SSDLite: DN-B with the raw SC input beats the normalized (16/GPU)",
+                         'beats', ('ssdlite', 'DNB', 16), ('dn_sc_normalized', 'DNB', 16),
+                         'bbox')]))
     return out
 
 
