@@ -164,10 +164,11 @@ def test_starts_as_exact_bn(cls):
     assert layer.sc[0].out_features == 8  # max(32 // 16, 8) hidden units
 
 
+@pytest.mark.parametrize('sc_input', ['raw', 'normalized'])
 @pytest.mark.parametrize('cls', [DNB, DNC])
 @pytest.mark.parametrize('train', [True, False])
-def test_gradcheck(cls, train):
-    layer = make(cls, C=4).train(train)
+def test_gradcheck(cls, train, sc_input):
+    layer = make(cls, C=4, sc_input=sc_input).train(train)
     x = randn(2, 4, 3, 2)
     params = tuple(layer.parameters())
     if train:  # each call updates running stats; gradcheck only needs the function to be pure

@@ -39,12 +39,109 @@ statistics; Triton kernels on CUDA).
 import torch
 from torch import nn
 
-from ._affine import stat_affine
+from ._affine import backend
 from ._checks import check_batch_stats, check_input, flag_nonfinite, upcast
 from ._dist import batch_moments, sync_world_size, update_running_stats
 
 
 SC_INPUTS = ('raw', 'normalized')
+
+
+def _all_reduce(t: torch.Tensor, sync: bool) -> torch.Tensor:
+    if sync:
+        import torch.distributed as dist
+        t = t.clone()
+        dist.all_reduce(t)
+    return t
+
+
+class _DNFunction(torch.autograd.Function):
+    """DN-B/DN-C in training and DN-B in eval, forward and backward by hand: two passes over the
+    activation each way (``normdet.layers._affine``'s primitives) and the rest on N x C values,
+    without autograd (its per-op overhead dominated small maps). The equations are the module
+    docstring's; the backward, for dA = sum_hw g x and dB = sum_hw g per (sample, channel):
+
+        B = beta + dbeta - A mu            gA = dA - dB mu,  g_mu -= sum_n dB A
+        A = (gamma + dgamma) rstd          g_dgamma = gA rstd,  g_rstd = sum_n gA (gamma + dgamma)
+        [dgamma, dbeta] = W2 relu(W1 s + b1) + b2                      (the MLP, by hand)
+        s = SC input of (m, v, mu, var)    (per ``sc_input``)
+        rstd = (var + eps)^-1/2            g_var -= g_rstd rstd^3 / 2
+        mu = mean m, var = mean (v + (m - mu)^2)   over the batch (all processes with sync_stats:
+                                           the batch gradients g_mu, g_var are summed over them)
+        dx = A g + g_m / HW + (2 g_v / HW) (x - m)
+
+    ``tests/test_dn.py`` holds it to a float64 autograd reference and gradcheck."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, w1, b1, w2, b2, layer):
+        ops = backend(x)
+        m, v = ops.stats(x, 'moments')
+        dtype, n, hw = m.dtype, x.shape[0], x.shape[2] * x.shape[3]
+        sync = layer.training and sync_world_size(layer.sync_stats) > 1
+        if layer.training:
+            mu, var, count = batch_moments(m, v, hw, layer.sync_stats)
+            update_running_stats(layer, mu, var, count, layer.momentum,
+                                 flag_nonfinite(layer, mu, var))
+        else:
+            mu, var = layer.running_mean.to(dtype), layer.running_var.to(dtype)
+            count = None
+        rstd = torch.rsqrt(var + layer.eps)
+        s, sc_saved = layer._sc_forward(m, v, mu, var, rstd, count)
+        w1_, b1_, w2_, b2_ = (t.detach().to(dtype) for t in (w1, b1, w2, b2))
+        a1 = torch.addmm(b1_, s, w1_.t())
+        h = a1.clamp(min=0)
+        o = torch.addmm(b2_, h, w2_.t())
+        c = layer.num_features
+        gamma = weight.detach().to(dtype) + o[:, :c]
+        a = gamma * rstd
+        b = bias.detach().to(dtype) + o[:, c:] - a * mu
+        a_full, b_full = a.expand(n, -1), b.expand(n, -1)
+        z = ops.affine(x, a_full, b_full, None)
+        ctx.save_for_backward(x, m, v, mu, rstd, s, a1, h, gamma, a)
+        ctx.sc_saved, ctx.count, ctx.sync, ctx.ops, ctx.layer = sc_saved, count, sync, ops, layer
+        ctx.params = (w1_, w2_)
+        ctx.dtypes = (weight.dtype, w1.dtype)
+        return z
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gz):
+        x, m, v, mu, rstd, s, a1, h, gamma, a = ctx.saved_tensors
+        ops, layer, (w1_, w2_) = ctx.ops, ctx.layer, ctx.params
+        n, c, hw = x.shape[0], x.shape[1], x.shape[2] * x.shape[3]
+        a_full = a.expand(n, -1)
+        b_full = torch.zeros_like(a_full)  # unused without TLU
+        dA, dB, _, aux = ops.grad_sums(gz, x, a_full, b_full, None, None)
+        if a.shape[0] == 1:  # DN-C: one affine for the batch
+            dA, dB = dA.sum(0, keepdim=True), dB.sum(0, keepdim=True)
+        g_bias = dB.sum(0)
+        gA = dA - dB * mu
+        g_mu = -(dB * a).sum(0)
+        g_gamma = gA * rstd
+        g_weight = g_gamma.sum(0)
+        g_rstd = (gA * gamma).sum(0)
+        go = torch.cat([g_gamma, dB], dim=1)  # d[dgamma, dbeta]
+        g_w2, g_b2 = go.t() @ h, go.sum(0)
+        g_a1 = (go @ w2_) * (a1 > 0)
+        g_w1, g_b1 = g_a1.t() @ s, g_a1.sum(0)
+        g_s = g_a1 @ w1_
+        g_m, g_v, g_mu_s, g_var_s, g_rstd_s = layer._sc_backward(g_s, m, v, mu, rstd,
+                                                                 ctx.sc_saved, ctx.count)
+        g_mu = g_mu + g_mu_s
+        g_rstd = g_rstd + g_rstd_s
+        g_var = g_var_s - 0.5 * g_rstd * rstd.pow(3)
+        if layer.training:  # mu, var are the batch's: back to every sample's m, v
+            if ctx.sync:
+                g_mu, g_var = _all_reduce(g_mu, True), _all_reduce(g_var, True)
+            per = hw / (float(ctx.count) if ctx.count is not None else n * hw)
+            g_m = g_m + (g_mu + 2 * g_var * (m - mu)) * per
+            g_v = g_v + g_var.expand(n, -1) * per
+        c2 = g_v * (2 / hw)
+        c1 = g_m / hw - c2 * m
+        dx = ops.input_grad(gz, x, a_full, b_full, None, None, c1, c2, aux)
+        wd, sd = ctx.dtypes
+        return (dx, g_weight.to(wd), g_bias.to(wd), g_w1.to(sd), g_b1.to(sd), g_w2.to(sd),
+                g_b2.to(sd), None)
 
 
 class _DynamicNorm(nn.Module):
@@ -100,6 +197,45 @@ class _DynamicNorm(nn.Module):
         log_std = torch.log(std)
         return torch.cat([mu / std, log_std - log_std.mean()]).unsqueeze(0)
 
+    def _sc_forward(self, m, v, mu, var, rstd, count):
+        """(s, saved): the SC input as :meth:`sc_input` computes it, and what its backward
+        needs."""
+        if self.per_sample:
+            q = torch.sqrt(v + self.eps)
+            if self.sc_input_kind == 'raw':
+                return torch.cat([m, q], dim=1), (q,)
+            return torch.cat([(m - mu) * rstd, q * rstd], dim=1), (q,)
+        k = count / (count - 1).clamp(min=1) if count is not None else 1.0
+        su = torch.sqrt(var * k + self.eps)
+        if self.sc_input_kind == 'raw':
+            return torch.cat([mu, su]).unsqueeze(0), (su, k)
+        log_su = torch.log(su)
+        return torch.cat([mu / su, log_su - log_su.mean()]).unsqueeze(0), (su, k)
+
+    def _sc_backward(self, g_s, m, v, mu, rstd, saved, count):
+        """The gradients of the SC input with respect to (m, v) per sample and to the batch's
+        (mu, var, rstd): (g_m, g_v, g_mu, g_var, g_rstd)."""
+        c = self.num_features
+        g1, g2 = g_s[:, :c], g_s[:, c:]
+        zero_c = torch.zeros_like(mu)
+        if self.per_sample:
+            (q,) = saved
+            if self.sc_input_kind == 'raw':
+                return g1, g2 * 0.5 / q, zero_c, zero_c, zero_c
+            g_rstd = (g1 * (m - mu)).sum(0) + (g2 * q).sum(0)
+            g_m = g1 * rstd
+            g_mu = -g_m.sum(0)
+            return g_m, g2 * rstd * 0.5 / q, g_mu, zero_c, g_rstd
+        su, k = saved
+        g1, g2 = g1[0], g2[0]
+        if self.sc_input_kind == 'raw':
+            g_mu, g_su = g1, g2
+        else:
+            g_mu = g1 / su
+            g_su = -g1 * mu / su.square() + (g2 - g2.mean()) / su
+        zero_nc = torch.zeros_like(m)
+        return zero_nc, zero_nc, g_mu, g_su * 0.5 / su * k, zero_c
+
     def coefficients(self, mu, var, s):
         """(A, B) of y = A x + B: BN with the running or batch (mu, var) and the SC module's
         (dgamma, dbeta) on ``s``, all float32."""
@@ -123,19 +259,9 @@ class _DynamicNorm(nn.Module):
         if not self.training and not self.per_sample:  # DN-C in eval: a fixed affine
             a, b = self.eval_affine()
             return torch.addcmul(b.view(1, -1, 1, 1), upcast(x), a.view(1, -1, 1, 1)).to(x.dtype)
-        hw = x.shape[2] * x.shape[3]
-
-        def coeffs(m, v):
-            if self.training:
-                mu, var, n = batch_moments(m, v, hw, self.sync_stats)
-                update_running_stats(self, mu, var, n, self.momentum,
-                                     flag_nonfinite(self, mu, var))
-            else:
-                mu, var, n = self.running_mean.to(m.dtype), self.running_var.to(m.dtype), None
-            return self.coefficients(mu, var, self.sc_input(m, v, mu, var, n))
-
-        return stat_affine(x, 'moments', coeffs, [self.weight, self.bias,
-                                                  *self.sc.parameters()])
+        sc = self.sc
+        return _DNFunction.apply(x, self.weight, self.bias, sc[0].weight, sc[0].bias,
+                                 sc[2].weight, sc[2].bias, self)
 
     def extra_repr(self) -> str:
         return (f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, '
