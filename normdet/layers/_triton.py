@@ -190,7 +190,7 @@ def affine(x, A, B, tau):
     return y
 
 
-def grad_sums(gz, x, A, B, z, tau):
+def grad_sums(gz, x, A, B, tau):
     x, s_n, s_c, s_hw = _layout(x)
     gz = gz.contiguous(memory_format=torch.channels_last) if s_c == 1 else gz.contiguous()
     if gz.stride() != x.stride():
@@ -212,7 +212,7 @@ def grad_sums(gz, x, A, B, z, tau):
     return sgx.sum(0), dB, dtau, gz
 
 
-def input_grad(gz, x, A, B, z, tau, c1, c2, aux):
+def input_grad(gz, x, A, B, tau, c1, c2, aux):
     x, s_n, s_c, s_hw = _layout(x)
     n, c, h, w = x.shape
     dx = torch.empty_like(x)

@@ -111,7 +111,7 @@ class _DNFunction(torch.autograd.Function):
         n, c, hw = x.shape[0], x.shape[1], x.shape[2] * x.shape[3]
         a_full = a.expand(n, -1)
         b_full = torch.zeros_like(a_full)  # unused without TLU
-        dA, dB, _, aux = ops.grad_sums(gz, x, a_full, b_full, None, None)
+        dA, dB, _, aux = ops.grad_sums(gz, x, a_full, b_full, None)
         if a.shape[0] == 1:  # DN-C: one affine for the batch
             dA, dB = dA.sum(0, keepdim=True), dB.sum(0, keepdim=True)
         g_bias = dB.sum(0)
@@ -138,7 +138,7 @@ class _DNFunction(torch.autograd.Function):
             g_v = g_v + g_var.expand(n, -1) * per
         c2 = g_v * (2 / hw)
         c1 = g_m / hw - c2 * m
-        dx = ops.input_grad(gz, x, a_full, b_full, None, None, c1, c2, aux)
+        dx = ops.input_grad(gz, x, a_full, b_full, None, c1, c2, aux)
         wd, sd = ctx.dtypes
         return (dx, g_weight.to(wd), g_bias.to(wd), g_w1.to(sd), g_b1.to(sd), g_w2.to(sd),
                 g_b2.to(sd), None)

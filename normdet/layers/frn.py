@@ -60,13 +60,12 @@ class _FRNFunction(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, gz):
         x, weight, rs, eps_l = ctx.saved_tensors
-        z = None
         ops, hw = ctx.ops, x.shape[2] * x.shape[3]
         w = weight.to(rs.dtype)
         a = w * rs
-        dA, dB, dtau, aux = ops.grad_sums(gz, x, a, ctx.b, z, ctx.tau)
+        dA, dB, dtau, aux = ops.grad_sums(gz, x, a, ctx.b, ctx.tau)
         g_nu2 = dA * w * rs.pow(3) * -0.5
-        dx = ops.input_grad(gz, x, a, ctx.b, z, ctx.tau, None, g_nu2 * (2 / hw), aux)
+        dx = ops.input_grad(gz, x, a, ctx.b, ctx.tau, None, g_nu2 * (2 / hw), aux)
         dweight = (dA * rs).sum(0).to(weight.dtype)
         dbias = dB.sum(0).to(weight.dtype)
         d_eps = None
