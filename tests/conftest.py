@@ -7,6 +7,17 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope='module')
+def synthetic_data(tmp_path_factory):
+    """The module's tests generate the synthetic dataset into a temporary folder of their own
+    (never the repository's data/), with no real data root set."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv('NORMDET_SYNTHETIC_DATA', str(tmp_path_factory.mktemp('synthetic')))
+    mp.delenv('NORMDET_DATA_ROOT', raising=False)
+    yield
+    mp.undo()
+
+
 def randn(*shape, scale=1.0, shift=0.0, dtype=torch.float64):
     return (torch.randn(*shape, dtype=dtype) * scale + shift).requires_grad_()
 

@@ -16,13 +16,7 @@ from normdet.norms import NORMS
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*.py')))
 
 
-@pytest.fixture(scope='module', autouse=True)
-def synthetic(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv('NORMDET_SYNTHETIC_DATA', str(tmp_path_factory.mktemp('synthetic')))
-    mp.delenv('NORMDET_DATA_ROOT', raising=False)
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures('synthetic_data')
 
 
 def test_a_config_per_detector_and_norm():

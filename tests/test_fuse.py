@@ -20,12 +20,7 @@ FOLDABLE = tuple({s.layer_class for s in NORMS.values() if s.eval_affine is not 
 FOLDABLE_NORMS = [n.lower() for n, s in NORMS.items() if s.eval_affine is not None]
 
 
-@pytest.fixture(scope='module', autouse=True)
-def synthetic(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv('NORMDET_SYNTHETIC_DATA', str(tmp_path_factory.mktemp('synthetic')))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures('synthetic_data')
 
 
 def build(detector, norm):

@@ -27,13 +27,7 @@ COUNTS = {
 INPUT = dict(ssdlite=(320, 320), retinanet_r50_fpn=(96, 128), mask_rcnn_r50_fpn=(96, 128))
 
 
-@pytest.fixture(scope='module', autouse=True)
-def synthetic(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv('NORMDET_SYNTHETIC_DATA', str(tmp_path_factory.mktemp('synthetic')))
-    mp.delenv('NORMDET_DATA_ROOT', raising=False)
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures('synthetic_data')
 
 
 def build(detector, norm, **norm_options):

@@ -40,12 +40,28 @@ def _blocks(x: torch.Tensor, s_c: int):
 
 
 @triton.jit
-def _stats_kernel(x_ptr, s1_ptr, s2_ptr, N, C, HW, s_n, s_c, s_hw, chunk,
-                  SHIFT: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
-    pid, split = tl.program_id(0), tl.program_id(1)
+def _channels(C, BLOCK_C: tl.constexpr):
+    """This program's sample n and channel block (cs, cmask) from program axis 0."""
+    pid = tl.program_id(0)
     n = pid // tl.cdiv(C, BLOCK_C)
     cs = (pid % tl.cdiv(C, BLOCK_C)) * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = cs < C
+    return n, cs, cs < C
+
+
+@triton.jit
+def _tile(C, HW, s_n, s_c, s_hw, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
+    """An elementwise kernel's tile: (n, cs, cmask, offsets, mask), pixels from program axis 1."""
+    n, cs, cmask = _channels(C, BLOCK_C)
+    hw = tl.program_id(1) * BLOCK_HW + tl.arange(0, BLOCK_HW)
+    mask = cmask[:, None] & (hw < HW)[None, :]
+    return n, cs, cmask, n * s_n + cs[:, None] * s_c + hw[None, :] * s_hw, mask
+
+
+@triton.jit
+def _stats_kernel(x_ptr, s1_ptr, s2_ptr, N, C, HW, s_n, s_c, s_hw, chunk,
+                  SHIFT: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
+    n, cs, cmask = _channels(C, BLOCK_C)
+    split = tl.program_id(1)
     base = x_ptr + n * s_n + cs * s_c
     shift = tl.zeros([BLOCK_C], dtype=tl.float32)
     if SHIFT:
@@ -68,13 +84,7 @@ def _stats_kernel(x_ptr, s1_ptr, s2_ptr, N, C, HW, s_n, s_c, s_hw, chunk,
 @triton.jit
 def _affine_kernel(x_ptr, y_ptr, a_ptr, b_ptr, tau_ptr, C, HW, s_n, s_c, s_hw,
                    TLU: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
-    pid, blk = tl.program_id(0), tl.program_id(1)
-    n = pid // tl.cdiv(C, BLOCK_C)
-    cs = (pid % tl.cdiv(C, BLOCK_C)) * BLOCK_C + tl.arange(0, BLOCK_C)
-    hw = blk * BLOCK_HW + tl.arange(0, BLOCK_HW)
-    cmask = cs < C
-    mask = cmask[:, None] & (hw < HW)[None, :]
-    offs = n * s_n + cs[:, None] * s_c + hw[None, :] * s_hw
+    n, cs, cmask, offs, mask = _tile(C, HW, s_n, s_c, s_hw, BLOCK_C, BLOCK_HW)
     x = tl.load(x_ptr + offs, mask=mask, other=0.).to(tl.float32)
     a = tl.load(a_ptr + n * C + cs, mask=cmask, other=0.)
     b = tl.load(b_ptr + n * C + cs, mask=cmask, other=0.)
@@ -89,10 +99,8 @@ def _affine_kernel(x_ptr, y_ptr, a_ptr, b_ptr, tau_ptr, C, HW, s_n, s_c, s_hw,
 def _grad_sums_kernel(g_ptr, x_ptr, a_ptr, b_ptr, tau_ptr, sgx_ptr, sg_ptr, sfull_ptr,
                       N, C, HW, s_n, s_c, s_hw, chunk,
                       TLU: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
-    pid, split = tl.program_id(0), tl.program_id(1)
-    n = pid // tl.cdiv(C, BLOCK_C)
-    cs = (pid % tl.cdiv(C, BLOCK_C)) * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = cs < C
+    n, cs, cmask = _channels(C, BLOCK_C)
+    split = tl.program_id(1)
     a = tl.load(a_ptr + n * C + cs, mask=cmask, other=0.)
     b = tl.load(b_ptr + n * C + cs, mask=cmask, other=0.)
     tau = tl.zeros([BLOCK_C], dtype=tl.float32)
@@ -124,13 +132,7 @@ def _grad_sums_kernel(g_ptr, x_ptr, a_ptr, b_ptr, tau_ptr, sgx_ptr, sg_ptr, sful
 def _input_grad_kernel(g_ptr, x_ptr, dx_ptr, a_ptr, b_ptr, tau_ptr, c1_ptr, c2_ptr,
                        C, HW, s_n, s_c, s_hw, TLU: tl.constexpr, HAS_C1: tl.constexpr,
                        BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
-    pid, blk = tl.program_id(0), tl.program_id(1)
-    n = pid // tl.cdiv(C, BLOCK_C)
-    cs = (pid % tl.cdiv(C, BLOCK_C)) * BLOCK_C + tl.arange(0, BLOCK_C)
-    hw = blk * BLOCK_HW + tl.arange(0, BLOCK_HW)
-    cmask = cs < C
-    mask = cmask[:, None] & (hw < HW)[None, :]
-    offs = n * s_n + cs[:, None] * s_c + hw[None, :] * s_hw
+    n, cs, cmask, offs, mask = _tile(C, HW, s_n, s_c, s_hw, BLOCK_C, BLOCK_HW)
     x = tl.load(x_ptr + offs, mask=mask, other=0.).to(tl.float32)
     g = tl.load(g_ptr + offs, mask=mask, other=0.).to(tl.float32)
     a = tl.load(a_ptr + n * C + cs, mask=cmask, other=0.)
