@@ -31,16 +31,16 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 
 def _sums_and_count(t: torch.Tensor) -> torch.Tensor:
     """Per-channel sums over (N, H, W) followed by the element count, ready to all-reduce."""
-    return torch.cat([t.sum(DIMS), t.new_tensor([float(t.numel() // t.shape[1])])])
+    return torch.cat([t.sum(DIMS), t.new_full((1,), float(t.numel() // t.shape[1]))])
 
 
 def batch_mean_var(x: torch.Tensor, sync_stats: bool = False):
     """Per-channel mean, biased variance and element count of ``x`` (N, C, H, W) over (N, H, W),
-    over all processes when ``sync_stats``; the count is a tensor. Two passes (mean, then the
+    over all processes when ``sync_stats`` (the count is then a tensor, else a number). Two passes (mean, then the
     squared deviations) rather than E[x^2] - E[x]^2, which cancels badly in float32."""
     if sync_world_size(sync_stats) == 1:
         var, mean = torch.var_mean(x, dim=DIMS, unbiased=False)
-        return mean, var, x.new_tensor(float(x.numel() // x.shape[1]))
+        return mean, var, float(x.numel() // x.shape[1])
     total = all_reduce_sum(_sums_and_count(x))
     n = total[-1].detach()
     mean = total[:-1] / n
@@ -56,8 +56,8 @@ def batch_moments(m: torch.Tensor, v: torch.Tensor, hw: int, sync_stats: bool = 
     n = m.shape[0] * hw
     if sync_world_size(sync_stats) == 1:
         mu = m.mean(0)
-        return mu, (v + (m - mu).square()).mean(0), m.new_tensor(float(n))
-    total = all_reduce_sum(torch.cat([m.sum(0) * hw, m.new_tensor([float(n)])]))
+        return mu, (v + (m - mu).square()).mean(0), float(n)
+    total = all_reduce_sum(torch.cat([m.sum(0) * hw, m.new_full((1,), float(n))]))
     count = total[-1].detach()
     mu = total[:-1] / count
     var = all_reduce_sum((v + (m - mu).square()).sum(0) * hw) / count
@@ -71,9 +71,16 @@ def all_reduce_mean_no_grad(sums: torch.Tensor, count: int, sync_stats: bool = F
     forward and backward, which manage their gradients themselves)."""
     if sync_world_size(sync_stats) == 1:
         return sums / count
-    local = torch.cat([sums, sums.new_tensor([float(count)])])
+    local = torch.cat([sums, sums.new_full((1,), float(count))])
     dist.all_reduce(local)
     return local[:-1] / local[-1]
+
+
+def unbias(n):
+    """n / (n - 1), the factor from the biased to the unbiased variance, for a count that is a
+    number (this process's batch: no tensor, so no host-to-device copy) or a tensor (the count
+    over all processes, reduced on the device)."""
+    return n / (n - 1).clamp(min=1) if torch.is_tensor(n) else n / max(n - 1, 1)
 
 
 @torch.no_grad()
@@ -82,7 +89,7 @@ def update_running_stats(layer, mean: torch.Tensor, var: torch.Tensor, n: torch.
     """torch BN's rule: momentum weighs the NEW value; running_var gets the unbiased variance.
     ``ok`` (a 0-dim bool tensor): where False, the buffers stay as they are (non-finite
     statistics), decided on the device without a host sync."""
-    mean, var = mean.detach(), var.detach() * n / (n - 1).clamp(min=1)
+    mean, var = mean.detach(), var.detach() * unbias(n)
     if ok is not None:
         mean = torch.where(ok, mean, layer.running_mean)
         var = torch.where(ok, var, layer.running_var)
@@ -109,7 +116,7 @@ def local_batch_norm(layer, x: torch.Tensor, weight, bias, momentum: float) -> t
     statistics are updated from those, unchanged (and the layer flagged) when they are
     non-finite. No host sync, no copy of the buffers."""
     y, mean, invstd = torch.native_batch_norm(x, weight, bias, None, None, True, 0.0, layer.eps)
-    n = x.new_tensor(float(x.numel() // x.shape[1]))
+    n = float(x.numel() // x.shape[1])
     var = invstd.detach().pow(-2) - layer.eps
     update_running_stats(layer, mean, var, n, momentum, flag_nonfinite(layer, mean, invstd))
     return y

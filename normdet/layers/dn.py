@@ -41,7 +41,7 @@ from torch import nn
 
 from ._affine import backend
 from ._checks import check_batch_stats, check_input, flag_nonfinite, upcast
-from ._dist import batch_moments, sync_world_size, update_running_stats
+from ._dist import batch_moments, sync_world_size, unbias, update_running_stats
 
 
 SC_INPUTS = ('raw', 'normalized')
@@ -133,7 +133,7 @@ class _DNFunction(torch.autograd.Function):
         if layer.training:  # mu, var are the batch's: back to every sample's m, v
             if ctx.sync:
                 g_mu, g_var = _all_reduce(g_mu, True), _all_reduce(g_var, True)
-            per = hw / (float(ctx.count) if ctx.count is not None else n * hw)
+            per = hw / ctx.count  # a number, or the all-reduced count (a tensor)
             g_m = g_m + (g_mu + 2 * g_var * (m - mu)) * per
             g_v = g_v + g_var.expand(n, -1) * per
         c2 = g_v * (2 / hw)
@@ -173,10 +173,11 @@ class _DynamicNorm(nn.Module):
         nn.init.zeros_(self.sc[-1].weight)  # starts as exact BN
         nn.init.zeros_(self.sc[-1].bias)
 
-    def sc_input(self, m, v, mu, var, n=None):
-        """The SC module's input from the per-sample moments (m, v) and the normalisation's
-        (mu, var) (batch or running); ``n`` is the batch's element count in training (DN-C's std
-        is then the unbiased estimate, the quantity running_var tracks), None in eval.
+    def _sc_forward(self, m, v, mu, var, rstd, count):
+        """(s, saved): the SC module's input, and what its backward needs, from the per-sample
+        moments (m, v) and the normalisation's (mu, var, rstd) (batch or running); ``count`` is
+        the batch's element count in training (DN-C's std is then the unbiased estimate, the
+        quantity running_var tracks), None in eval.
 
         ``sc_input='raw'``: DN-B per-sample [mean, std] (N, 2C), DN-C the batch's [mean, std]
         (1, 2C), as the paper's abstract describes them. ``'normalized'``: the same statistics
@@ -184,28 +185,11 @@ class _DynamicNorm(nn.Module):
         is: DN-B the per-sample [mean, std] of x_hat, [(m - mu) / sigma, std / sigma]; DN-C
         [mu / sigma, log sigma - mean over channels of log sigma]."""
         if self.per_sample:
-            s_std = torch.sqrt(v + self.eps)
-            if self.sc_input_kind == 'raw':
-                return torch.cat([m, s_std], dim=1)
-            inv = torch.rsqrt(var + self.eps)
-            return torch.cat([(m - mu) * inv, s_std * inv], dim=1)
-        if n is not None:
-            var = var * n / (n - 1).clamp(min=1)
-        std = torch.sqrt(var + self.eps)
-        if self.sc_input_kind == 'raw':
-            return torch.cat([mu, std]).unsqueeze(0)
-        log_std = torch.log(std)
-        return torch.cat([mu / std, log_std - log_std.mean()]).unsqueeze(0)
-
-    def _sc_forward(self, m, v, mu, var, rstd, count):
-        """(s, saved): the SC input as :meth:`sc_input` computes it, and what its backward
-        needs."""
-        if self.per_sample:
             q = torch.sqrt(v + self.eps)
             if self.sc_input_kind == 'raw':
                 return torch.cat([m, q], dim=1), (q,)
             return torch.cat([(m - mu) * rstd, q * rstd], dim=1), (q,)
-        k = count / (count - 1).clamp(min=1) if count is not None else 1.0
+        k = unbias(count) if count is not None else 1.0
         su = torch.sqrt(var * k + self.eps)
         if self.sc_input_kind == 'raw':
             return torch.cat([mu, su]).unsqueeze(0), (su, k)
@@ -250,7 +234,8 @@ class _DynamicNorm(nn.Module):
             raise TypeError('DN-B has no eval-time affine: its scale depends on each sample')
         dtype = torch.promote_types(self.running_mean.dtype, torch.float32)
         mu, var = self.running_mean.to(dtype), self.running_var.to(dtype)
-        a, b = self.coefficients(mu, var, self.sc_input(None, None, mu, var))
+        s, _ = self._sc_forward(None, None, mu, var, torch.rsqrt(var + self.eps), None)
+        a, b = self.coefficients(mu, var, s)
         return a[0], b[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
