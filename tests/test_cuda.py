@@ -57,3 +57,23 @@ def test_cuda_matches_float64_cpu(cls, channels_last, amp):
     ref.eval(), dev.eval()
     x = torch.randn(1, 32, 9, 9, dtype=torch.float64)
     torch.testing.assert_close(dev(x.float().cuda()).double().cpu(), ref(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('cls', [FRN, MABN, DNB, DNC, RBN])
+def test_training_step_never_synchronises_with_the_host(cls):
+    """CUDA's sync debug mode turns every host synchronisation into an error: a training
+    forward and backward of each layer makes none (MABN's counter lives on the host, non-finite
+    statistics are flagged on the device); reading the flags once is the one sync."""
+    from normdet.layers import nonfinite_layers
+    layer = make(cls).cuda().train()
+    x = torch.randn(2, 32, 9, 9, device='cuda', requires_grad=True)
+    dy = torch.randn_like(x)
+    layer(x).backward(dy)  # first step: MABN reads its counter from the buffer once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        for _ in range(3):
+            layer(x).backward(dy)
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+    assert nonfinite_layers(layer) == []
