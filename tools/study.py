@@ -61,6 +61,9 @@ def plans(epochs: dict) -> dict:
              what='SSDLite-MobileNetV2, every norm at 2 and 16 images per GPU'),
         Part('ssdlite_batch', 'mini/ssdlite', NORMS, [4, 8], ssd, optional=True,
              what='SSDLite, the AP-versus-batch curve between 2 and 16'),
+        Part('ssdlite_12ep', 'mini/ssdlite', NORMS, [16], 12, seeds=[0], optional=True,
+             what="SSDLite at the mini configs' own 12 epochs, one seed (beyond the 3-hour "
+                  'budget): how the ranking of the short schedule holds'),
         Part('retinanet', 'mini/retinanet', NORMS, [2], ret, seeds=RCNN_SEEDS,
              what='RetinaNet-R18, every norm at 2 images per GPU'),
         Part('retinanet_bn16', 'mini/retinanet', ['BN'], [16], ret, seeds=RCNN_SEEDS,
