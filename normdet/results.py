@@ -16,6 +16,10 @@ fixed before looking at the numbers:
   reference did not, or A is significantly worse than the reference (p < 0.05) by more than
   3 AP; **not reproduced** when every run of A finished and A is not significantly worse than
   the reference by that much; the rest is **inconclusive**.
+- Floor: a "beats" or "matches" comparison in which both sides average below 2 AP is
+  **inconclusive** (neither detector has started to detect; the difference is noise). This
+  rule was added after the first runs of the study showed GN and FRN near 0 AP at the budgeted
+  schedule; it only turns verdicts into "inconclusive".
 """
 import math
 import os
@@ -71,9 +75,15 @@ def compare(a: dict, b: dict, task='bbox') -> dict:
                 b_bad=sum(r['status'] != 'done' for r in b.values()))
 
 
+FLOOR = 0.02  # both sides below 2 AP: no verdict
+
+
 def verdict(kind: str, c: dict):
     if c['n'] < 2 and kind != 'fails':
         return 'inconclusive', f'{c["n"]} paired seed(s): too few for a test'
+    if kind != 'fails' and c['a'] and c['b'] and max(sum(c['a']) / len(c['a']),
+                                                     sum(c['b']) / len(c['b'])) < FLOOR:
+        return 'inconclusive', 'both below 2 AP: neither has started to detect'
     if kind == 'beats':
         if c['p_greater'] < ALPHA:
             return 'reproduced', f'p = {c["p_greater"]:.3f} < {ALPHA}'

@@ -31,6 +31,7 @@ from normdet.errors import ConfigError  # noqa: E402
 NORMS = ['BN', 'GN', 'FRN', 'MABN', 'DNB', 'DNC', 'RBN']
 SEEDS = [0, 1, 2]
 RCNN_SEEDS = [0, 1]  # RetinaNet and Mask R-CNN cost 3x and 8x SSDLite an image on the CPU
+DEFAULT_EPOCHS = ['ssdlite=4', 'retinanet=2', 'mask_rcnn=1']  # the 3-hour budget
 
 
 @dataclasses.dataclass
@@ -59,6 +60,9 @@ def plans(epochs: dict) -> dict:
                   "16/GPU of the ssdlite part, the default raw statistics)"),
         Part('ssdlite', 'mini/ssdlite', ['DNB'] + [n for n in NORMS if n != 'DNB'], [16, 2], ssd,
              what='SSDLite-MobileNetV2, every norm at 2 and 16 images per GPU'),
+        *[Part(f'ssdlite_lr{mult}x', 'mini/ssdlite', ['BN', 'DNB'], [16], ssd,
+               options=[f'optim_wrapper.optimizer.lr={2e-3 * mult:g}'],
+               what=f'SSDLite at {mult}x the base LR (DN-B robustness claim)') for mult in (2, 4)],
         Part('ssdlite_batch', 'mini/ssdlite', NORMS, [4, 8], ssd, optional=True,
              what='SSDLite, the AP-versus-batch curve between 2 and 16'),
         Part('ssdlite_12ep', 'mini/ssdlite', NORMS, [16], 12, seeds=[0], optional=True,
@@ -73,10 +77,6 @@ def plans(epochs: dict) -> dict:
         Part('mask_rcnn_bn16', 'mini/mask_rcnn', ['BN'], [16], mrc, seeds=RCNN_SEEDS,
              what='Mask R-CNN-R18, BN at 16 images per GPU (the large-batch reference)'),
     ]
-    for mult in (2, 4):
-        full.append(Part(f'ssdlite_lr{mult}x', 'mini/ssdlite', ['BN', 'DNB'], [16], ssd,
-                         options=[f'optim_wrapper.optimizer.lr={2e-3 * mult:g}'],
-                         what=f'SSDLite at {mult}x the base LR (DN-B robustness claim)'))
     smoke = [Part('smoke', 'mini/ssdlite', ['BN', 'GN'], [2], 1, seeds=[0],
                   options=['synthetic_data=tiny'],
                   what='CI smoke: two one-epoch runs on 16 images')]
@@ -90,12 +90,14 @@ def parse_args(argv=None):
                    help='only these parts (default: every part of the plan but the optional)')
     p.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'study'))
     p.add_argument('--jobs', type=int, default=2, help='runs trained at a time')
-    p.add_argument('--epochs', nargs='+', default=['ssdlite=4', 'retinanet=2', 'mask_rcnn=1'],
+    p.add_argument('--epochs', nargs='+', default=DEFAULT_EPOCHS,
                    metavar='DETECTOR=N', help='epochs per mini detector')
     p.add_argument('--results', default=None,
                    help='where to write the results (default: docs/results.md for the full '
                         'plan, WORK_DIR/results.md otherwise)')
     p.add_argument('--report-only', action='store_true', help='no training, only the results')
+    p.add_argument('--append', help='a Markdown file appended to the results (measurements made '
+                                    'outside the study, e.g. the quick start\'s curve)')
     return parse_tool_args(p, argv, config=False)
 
 
@@ -154,7 +156,12 @@ def main(argv=None):
     from normdet.results import write_results
     out = args.results or (osp.join(REPO, 'docs', 'results.md') if args.plan == 'full'
                            else osp.join(args.work_dir, 'results.md'))
-    path = write_results(plans(epochs)[args.plan], args.work_dir, out, argv=sys.argv[1:])
+    # the command that regenerates the results as a user runs it (not this run's paths)
+    command = ['--jobs', str(args.jobs)] + (['--plan', args.plan] if args.plan != 'full' else [])
+    if args.epochs != DEFAULT_EPOCHS:
+        command += ['--epochs', *args.epochs]
+    extra = open(args.append).read() if args.append else ''
+    path = write_results(plans(epochs)[args.plan], args.work_dir, out, argv=command, extra=extra)
     print(f'[study] results: {path}', flush=True)
     return path
 
