@@ -107,6 +107,9 @@ class TorchOps:
         """(dA, dB, dtau, aux): per-(n, c) sums over (H, W) of g x and g, where g is gz masked by
         TLU (where y > tau), tau's gradient (None without TLU), and what input_grad reuses."""
         g, x32 = _f32(gz), _f32(x)
+        planes = _planes(x32, g)
+        if planes is not None:
+            return _grad_sums_planes(g, x32, A, B, tau, *planes)
         dtau = None
         if tau is not None:
             full = g.sum(dim=(0, 2, 3))
@@ -119,12 +122,62 @@ class TorchOps:
         dB = g.sum(dim=(2, 3))
         if tau is not None:
             dtau = full - dB.sum(0)
-        return dA, dB, dtau, g
+        return dA, dB, dtau, (g, False)
 
     @staticmethod
     def input_grad(gz, x, A, B, tau, c1, c2, aux):
-        """A g + c1 + c2 x (c1 None: 0), in x's dtype; ``aux`` is grad_sums' masked g."""
-        dx = _f32(x) * _nc(c2)
+        """A g + c1 + c2 x (c1 None: 0), in x's dtype; ``aux`` is grad_sums' masked g (and
+        whether it is a buffer of grad_sums' own), consumed: its buffer may become dx."""
+        g, own = aux
+        x32 = _f32(x)
+        planes = _planes(x32, g)
+        if planes is not None:  # NCHW: as 1 x NC planes, BatchNorm's fused per-plane kernels
+            xv, zero, one = planes
+            if own:  # g's buffer becomes dx: no new tensor
+                dx = g.view_as(xv).mul_(A.reshape(1, -1, 1, 1)).addcmul_(
+                    xv, c2.reshape(1, -1, 1, 1))
+                if c1 is not None:
+                    dx = dx.add_(c1.reshape(1, -1, 1, 1))
+            else:
+                dx = _plane_affine(xv, c2, c1 if c1 is not None else zero, zero, one).addcmul_(
+                    g.view_as(xv), A.reshape(1, -1, 1, 1))
+            return dx.view_as(x).to(x.dtype)
+        dx = x32 * _nc(c2)
         if c1 is not None:
             dx = dx.add_(_nc(c1))
-        return dx.addcmul_(aux, _nc(A)).to(x.dtype)
+        return dx.addcmul_(g, _nc(A)).to(x.dtype)
+
+
+def _planes(x32, g):
+    """(x as 1 x NC x H x W, zeros, ones (NC,)) when x and g are contiguous NCHW float tensors on
+    the CPU, whose per-(n, c) passes then run as BatchNorm's fused per-channel kernels (one pass,
+    no temporary: a large temporary costs its page faults on the CPU); None otherwise."""
+    if x32.is_cuda or not (x32.is_contiguous() and g.is_contiguous()):
+        return None
+    n, c, h, w = x32.shape
+    zero = x32.new_zeros(n * c)
+    return x32.view(1, n * c, h, w), zero, torch.ones_like(zero)
+
+
+def _plane_affine(xv, a, b, zero, one):
+    """a x + b per plane of xv (1, NC, H, W), a, b of N x C values: BatchNorm's inference kernel
+    with mean 0, variance 1 and eps 0, one pass."""
+    return torch.ops.aten._native_batch_norm_legit_no_training(
+        xv, a.reshape(-1), b.reshape(-1), zero, one, 0., 0.)[0]
+
+
+def _grad_sums_planes(g, x32, A, B, tau, xv, zero, one):
+    dtau = None
+    gv = g.view_as(xv)
+    if tau is not None:
+        full = g.sum(dim=(0, 2, 3))
+        y = _plane_affine(xv, A, B - tau.view(1, -1), zero, one)  # y - tau, recomputed
+        gv = torch.ops.aten.threshold_backward.grad_input(gv, y, 0., grad_input=y)  # in y
+    # BatchNorm's backward reduction with mean 0, invstd 1: sum g x and sum g per plane, fused
+    _, dA, dB = torch.ops.aten.native_batch_norm_backward(
+        gv, xv, one, None, None, zero, one, True, 0., [False, True, True])
+    n, c = x32.shape[:2]
+    dA, dB = dA.view(n, c), dB.view(n, c)
+    if tau is not None:
+        dtau = full - dB.sum(0)
+    return dA, dB, dtau, (gv, tau is not None)
