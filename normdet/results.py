@@ -237,9 +237,10 @@ def overall(rows) -> str:
 def markdown(plan, parts_runs, table, results, argv, extra: str = '') -> str:
     cmd = 'python tools/study.py ' + ' '.join(shlex.quote(a) for a in argv)
     lines = ['# Results: the papers\' claims on the embedded benchmark', '',
-             'Regenerate everything (training is resumable; about the budget below on the 2-core '
-             'machine):', '', '```bash', f'bash tools/env.sh {cmd.strip()}', '```', '',
-             'Rules (fixed in `normdet/results.py` before the runs):', '',
+             'Regenerate everything (resumable: it trains only the runs still missing, then '
+             'writes this file and `docs/study/`):', '', '```bash', f'bash tools/env.sh {cmd.strip()}', '```', '',
+             *_completeness(plan, parts_runs), '',
+             'Rules (`normdet/results.py`; all but the last were fixed before the runs):', '',
              *_rules(), '',
              '## Verdicts', '',
              '| claim | verdict |', '|---|---|']
@@ -271,11 +272,28 @@ def markdown(plan, parts_runs, table, results, argv, extra: str = '') -> str:
     for part in plan:
         n = len(parts_runs.get(part.name) or [])
         opts = f"; options `{' '.join(part.options)}`" if part.options else ''
-        lines.append(f'- **{part.name}** ({n} runs found): {part.what}; `{part.detector}`, '
-                     f'norms {", ".join(part.norms)}, batch {part.batch}, seeds {part.seeds}, '
-                     f'{part.epochs} epochs{opts}. Report and plots: '
-                     f'[study/{part.name}/report.md](study/{part.name}/report.md)')
-    return '\n'.join(lines) + '\n' + extra
+        where = (f'Report and plots: [study/{part.name}/report.md](study/{part.name}/report.md)'
+                 if n else 'Not run.')
+        lines.append(f'- **{part.name}** ({n} runs found{", optional" if part.optional else ""}):'
+                     f' {part.what}; `{part.detector}`, norms {", ".join(part.norms)}, batch '
+                     f'{part.batch}, seeds {part.seeds}, {part.epochs} epochs{opts}. {where}')
+    return '\n'.join(lines) + '\n' + ('\n' + extra if extra else '')
+
+
+def _completeness(plan, parts_runs) -> list:
+    """How much of the plan the results stand on: planned and finished runs per part."""
+    rows, planned, finished = [], 0, 0
+    for part in plan:
+        done = sum(r['status'] == 'done' for r in parts_runs.get(part.name) or [])
+        if not part.optional:
+            planned, finished = planned + len(part.runs()), finished + done
+        rows.append(f'| {part.name}{" (optional)" if part.optional else ""} | '
+                    f'{len(part.runs())} | {done} |')
+    head = (f'**{finished} of the {planned} runs of the plan have finished.**' +
+            (' The comparisons of the missing runs are inconclusive (no paired seeds) until '
+             'the command above trains them (it trains only what is missing).'
+             if finished < planned else ''))
+    return [head, '', '| part | planned runs | finished |', '|---|---|---|', *rows]
 
 
 def _rules() -> list:
