@@ -96,8 +96,9 @@ def parse_args(argv=None):
                    help='where to write the results (default: docs/results.md for the full '
                         'plan, WORK_DIR/results.md otherwise)')
     p.add_argument('--report-only', action='store_true', help='no training, only the results')
-    p.add_argument('--append', help='a Markdown file appended to the results (measurements made '
-                                    'outside the study, e.g. the quick start\'s curve)')
+    p.add_argument('--append', help='a Markdown file appended to the results (default for the '
+                                    'full plan: docs/results_notes.md, the reading of the '
+                                    'results and the quick start\'s curve)')
     return parse_tool_args(p, argv, config=False)
 
 
@@ -160,7 +161,11 @@ def main(argv=None):
     command = ['--jobs', str(args.jobs)] + (['--plan', args.plan] if args.plan != 'full' else [])
     if args.epochs != DEFAULT_EPOCHS:
         command += ['--epochs', *args.epochs]
-    extra = open(args.append).read() if args.append else ''
+    append = args.append
+    if append is None and args.plan == 'full' and not args.results:
+        append = osp.join(REPO, 'docs', 'results_notes.md')  # the notes written after the runs
+        append = append if osp.exists(append) else None
+    extra = open(append).read() if append else ''
     path = write_results(plans(epochs)[args.plan], args.work_dir, out, argv=command, extra=extra)
     print(f'[study] results: {path}', flush=True)
     return path
