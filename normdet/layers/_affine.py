@@ -79,9 +79,10 @@ def _sumsq(x32: torch.Tensor) -> torch.Tensor:
 
 class TorchOps:
     """The activation passes in PyTorch ops (CPU, and the reference for the kernels). Every
-    backend has these four functions; A, B are (N, C) in the compute dtype, tau (C,) or None.
+    backend has these four functions; A, B are (N, C) in the compute dtype, tau (C,) or None
+    (without tau the backward passes read no B: it may be None there).
     Written to allocate only their outputs where they can (large temporaries cost page faults
-    on the CPU) and to avoid the slow broadcasting kernels (addcmul, where)."""
+    on the CPU) and to avoid the slow broadcasting kernels (out-of-place addcmul, where)."""
 
     @staticmethod
     def stats(x: torch.Tensor, kind: str):
@@ -109,7 +110,7 @@ class TorchOps:
         g, x32 = _f32(gz), _f32(x)
         planes = _planes(x32, g)
         if planes is not None:
-            return _grad_sums_planes(g, x32, A, B, tau, *planes)
+            return _grad_sums_planes(g, x32, A, B, tau, planes)
         dtau = None
         if tau is not None:
             full = g.sum(dim=(0, 2, 3))
@@ -122,15 +123,15 @@ class TorchOps:
         dB = g.sum(dim=(2, 3))
         if tau is not None:
             dtau = full - dB.sum(0)
-        return dA, dB, dtau, (g, False)
+        return dA, dB, dtau, (g, False, None)
 
     @staticmethod
     def input_grad(gz, x, A, B, tau, c1, c2, aux):
-        """A g + c1 + c2 x (c1 None: 0), in x's dtype; ``aux`` is grad_sums' masked g (and
-        whether it is a buffer of grad_sums' own), consumed: its buffer may become dx."""
-        g, own = aux
+        """A g + c1 + c2 x (c1 None: 0), in x's dtype; ``aux`` is grad_sums' masked g, whether
+        it is a buffer of grad_sums' own, and its planes (or None), consumed: its buffer may
+        become dx."""
+        g, own, planes = aux
         x32 = _f32(x)
-        planes = _planes(x32, g)
         if planes is not None:  # NCHW: as 1 x NC planes, BatchNorm's fused per-plane kernels
             xv, zero, one = planes
             if own:  # g's buffer becomes dx: no new tensor
@@ -166,7 +167,8 @@ def _plane_affine(xv, a, b, zero, one):
         xv, a.reshape(-1), b.reshape(-1), zero, one, 0., 0.)[0]
 
 
-def _grad_sums_planes(g, x32, A, B, tau, xv, zero, one):
+def _grad_sums_planes(g, x32, A, B, tau, planes):
+    xv, zero, one = planes
     dtau = None
     gv = g.view_as(xv)
     if tau is not None:
@@ -180,4 +182,4 @@ def _grad_sums_planes(g, x32, A, B, tau, xv, zero, one):
     dA, dB = dA.view(n, c), dB.view(n, c)
     if tau is not None:
         dtau = full - dB.sum(0)
-    return dA, dB, dtau, (gv, tau is not None)
+    return dA, dB, dtau, (gv, tau is not None, planes)

@@ -204,8 +204,9 @@ def grad_sums(gz, x, A, B, tau):
     split, chunk = _split(tiles, hw, bhw)
     sgx = torch.empty((split, n, c), device=x.device, dtype=torch.float32)
     sg, sfull = torch.empty_like(sgx), torch.empty_like(sgx)
-    A, B = _nc32(A), _nc32(B)
+    A = _nc32(A)
     tlu = tau is not None
+    B = _nc32(B) if tlu else A  # read only with TLU
     tau_ = _nc32(tau) if tlu else A
     _grad_sums_kernel[(tiles, split)](gz, x, A, B, tau_, sgx, sg, sfull, n, c, hw, s_n, s_c,
                                       s_hw, chunk, TLU=tlu, BLOCK_C=bc, BLOCK_HW=bhw)

@@ -41,18 +41,11 @@ from torch import nn
 
 from ._affine import backend
 from ._checks import check_batch_stats, check_input, flag_nonfinite, upcast
-from ._dist import batch_moments, sync_world_size, unbias, update_running_stats
+from ._dist import (all_reduce_sum, batch_moments, sync_world_size, unbias,
+                    update_running_stats)
 
 
 SC_INPUTS = ('raw', 'normalized')
-
-
-def _all_reduce(t: torch.Tensor, sync: bool) -> torch.Tensor:
-    if sync:
-        import torch.distributed as dist
-        t = t.clone()
-        dist.all_reduce(t)
-    return t
 
 
 class _DNFunction(torch.autograd.Function):
@@ -110,8 +103,7 @@ class _DNFunction(torch.autograd.Function):
         ops, layer, (w1_, w2_) = ctx.ops, ctx.layer, ctx.params
         n, c, hw = x.shape[0], x.shape[1], x.shape[2] * x.shape[3]
         a_full = a.expand(n, -1)
-        b_full = torch.zeros_like(a_full)  # unused without TLU
-        dA, dB, _, aux = ops.grad_sums(gz, x, a_full, b_full, None)
+        dA, dB, _, aux = ops.grad_sums(gz, x, a_full, None, None)  # no TLU: no B needed
         if a.shape[0] == 1:  # DN-C: one affine for the batch
             dA, dB = dA.sum(0, keepdim=True), dB.sum(0, keepdim=True)
         g_bias = dB.sum(0)
@@ -132,13 +124,13 @@ class _DNFunction(torch.autograd.Function):
         g_var = g_var_s - 0.5 * g_rstd * rstd.pow(3)
         if layer.training:  # mu, var are the batch's: back to every sample's m, v
             if ctx.sync:
-                g_mu, g_var = _all_reduce(g_mu, True), _all_reduce(g_var, True)
+                g_mu, g_var = all_reduce_sum(g_mu), all_reduce_sum(g_var)
             per = hw / ctx.count  # a number, or the all-reduced count (a tensor)
             g_m = g_m + (g_mu + 2 * g_var * (m - mu)) * per
             g_v = g_v + g_var.expand(n, -1) * per
         c2 = g_v * (2 / hw)
         c1 = g_m / hw - c2 * m
-        dx = ops.input_grad(gz, x, a_full, b_full, None, c1, c2, aux)
+        dx = ops.input_grad(gz, x, a_full, None, None, c1, c2, aux)
         wd, sd = ctx.dtypes
         return (dx, g_weight.to(wd), g_bias.to(wd), g_w1.to(sd), g_b1.to(sd), g_w2.to(sd),
                 g_b2.to(sd), None)

@@ -80,8 +80,7 @@ class _MABNFunction(torch.autograd.Function):
         x, weight, std, r = ctx.saved_tensors
         layer, ops, n = ctx.layer, ctx.ops, x.shape[0]
         a = (weight.to(std.dtype) * r / std).unsqueeze(0).expand(n, -1)
-        zero = torch.zeros_like(a)
-        sum_dyx, sum_dy, _, aux = ops.grad_sums(dy, x, a, zero, None)
+        sum_dyx, sum_dy, _, aux = ops.grad_sums(dy, x, a, None, None)  # no TLU: no B needed
         count = n * x.shape[2] * x.shape[3]
         # gz_t = mean_{n,h,w} g z with g = dy gamma r and z = x / std
         gz = all_reduce_mean_no_grad(sum_dyx.sum(0), count, layer.sync_stats) * a[0]
@@ -89,7 +88,7 @@ class _MABNFunction(torch.autograd.Function):
         layer.gz_buffer[ctx.slot] = torch.where(ok, gz, layer.gz_buffer[ctx.slot])
         mean_gz = gz if ctx.warm else layer.gz_buffer.mean(dim=0)
         c2 = (-mean_gz / std.square()).unsqueeze(0).expand(n, -1)
-        dx = ops.input_grad(dy, x, a, zero, None, None, c2, aux)
+        dx = ops.input_grad(dy, x, a, None, None, None, c2, aux)
         dweight = sum_dyx.sum(0) * r / std
         dbias = sum_dy.sum(0)
         return dx, dweight.to(weight.dtype), dbias.to(weight.dtype), None, None
