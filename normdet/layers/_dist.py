@@ -36,8 +36,9 @@ def _sums_and_count(t: torch.Tensor) -> torch.Tensor:
 
 def batch_mean_var(x: torch.Tensor, sync_stats: bool = False):
     """Per-channel mean, biased variance and element count of ``x`` (N, C, H, W) over (N, H, W),
-    over all processes when ``sync_stats`` (the count is then a tensor, else a number). Two passes (mean, then the
-    squared deviations) rather than E[x^2] - E[x]^2, which cancels badly in float32."""
+    over all processes when ``sync_stats`` (the count is then a tensor, else a number). Two
+    passes (mean, then the squared deviations) rather than E[x^2] - E[x]^2, which cancels badly
+    in float32."""
     if sync_world_size(sync_stats) == 1:
         var, mean = torch.var_mean(x, dim=DIMS, unbiased=False)
         return mean, var, float(x.numel() // x.shape[1])
