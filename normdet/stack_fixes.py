@@ -21,14 +21,20 @@ call it (idempotent; each fix is guarded by the versions it is known for).
    ``vis_data/<timestamp>.json`` log beside it) and ``NormDetLoggerHook`` (the test run's
    ``<timestamp>.json``) write ``null`` instead, as ``coco_metrics.json`` does; ``fix_logging``
    points a config's visualizer backends and logger hook at them.
+5. mmcv's RoI ops (mmcv <= 2.1.0, CPU) index their input as contiguous NCHW, so channels_last
+   features (a config's ``channels_last = True``) give silently wrong RoI features.
+   ``NormDetSingleRoIExtractor`` hands them NCHW features; ``fix_config`` points a config's RoI
+   extractors at it.
 """
 import pickle
 
+import mmcv
 import mmdet
 import mmengine
 import numpy as np
 import torch
 from mmdet.models.dense_heads import SSDHead
+from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 from mmdet.registry import MODELS
 from mmengine.fileio.backends.local_backend import LocalBackend
 from mmengine.logging import HistoryBuffer
@@ -77,6 +83,15 @@ class NormDetSSDHead(SSDHead):
         self.loss_cls = None
 
 
+@MODELS.register_module()
+class NormDetSingleRoIExtractor(SingleRoIExtractor):
+    """mmdet's SingleRoIExtractor whose RoI ops get NCHW features (fix 5); a no-op for NCHW."""
+
+    def forward(self, feats, rois, roi_scale_factor=None):
+        feats = tuple(f.contiguous() for f in feats)
+        return super().forward(feats, rois, roi_scale_factor)
+
+
 @VISBACKENDS.register_module()
 class NormDetLocalVisBackend(LocalVisBackend):
     """mmengine's LocalVisBackend writing strict JSON: non-finite scalars become null (fix 4)."""
@@ -103,6 +118,7 @@ TORCH_LOADS_WEIGHTS_ONLY = _version(torch) >= digit_version('2.6.0')
 MMENGINE_PUT_NOT_ATOMIC = _version(mmengine) <= digit_version('0.10.7')
 MMDET_SSDHEAD_LACKS_LOSS_CLS = _version(mmdet) <= digit_version('3.3.0')
 MMENGINE_JSON_LOG_NAN = _version(mmengine) <= digit_version('0.10.7')
+MMCV_ROI_OPS_NCHW_ONLY = _version(mmcv) <= digit_version('2.1.0')
 
 
 def apply() -> None:
@@ -115,13 +131,17 @@ def apply() -> None:
 
 
 def fix_config(model_cfg) -> None:
-    """Point the config's SSD heads at ``NormDetSSDHead`` (fix 3), in place."""
-    if not MMDET_SSDHEAD_LACKS_LOSS_CLS:
-        return
-    for key in ('bbox_head',):
-        head = model_cfg.get(key)
-        if isinstance(head, dict) and head.get('type') == 'SSDHead':
-            head['type'] = 'NormDetSSDHead'
+    """Point the config's SSD heads at ``NormDetSSDHead`` (fix 3) and its RoI extractors at
+    ``NormDetSingleRoIExtractor`` (fix 5), in place."""
+    head = model_cfg.get('bbox_head')
+    if MMDET_SSDHEAD_LACKS_LOSS_CLS and isinstance(head, dict) and head.get('type') == 'SSDHead':
+        head['type'] = 'NormDetSSDHead'
+    roi_head = model_cfg.get('roi_head')
+    if MMCV_ROI_OPS_NCHW_ONLY and isinstance(roi_head, dict):
+        for key in ('bbox_roi_extractor', 'mask_roi_extractor'):
+            extractor = roi_head.get(key)
+            if isinstance(extractor, dict) and extractor.get('type') == 'SingleRoIExtractor':
+                extractor['type'] = 'NormDetSingleRoIExtractor'
 
 
 def fix_logging(cfg) -> None:

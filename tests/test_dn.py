@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import assert_close_all, forward_backward, randn
+from conftest import assert_close_all, forward_backward, in_layout, randn
 from normdet.layers import DNB, DNC, nonfinite_layers
 
 EPS = 1e-5
@@ -167,13 +167,14 @@ def test_starts_as_exact_bn(cls):
 @pytest.mark.parametrize('sc_input', ['raw', 'normalized'])
 @pytest.mark.parametrize('cls', [DNB, DNC])
 @pytest.mark.parametrize('train', [True, False])
-def test_gradcheck(cls, train, sc_input):
+@pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
+def test_gradcheck(cls, train, sc_input, layout):
     layer = make(cls, C=4, sc_input=sc_input).train(train)
-    x = randn(2, 4, 3, 2)
+    x, grad_in = in_layout(randn(2, 4, 3, 2), layout)
     params = tuple(layer.parameters())
     if train:  # each call updates running stats; gradcheck only needs the function to be pure
         layer.momentum = 0.0
-    assert torch.autograd.gradcheck(lambda x, *p: layer(x), (x, *params))
+    assert torch.autograd.gradcheck(lambda x, *p: grad_in(layer(x)), (x, *params))
 
 
 @pytest.mark.parametrize('cls', [DNB, DNC])

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import assert_close_all, forward_backward, randn
+from conftest import assert_close_all, forward_backward, in_layout, randn
 from normdet.layers import FRN
 
 
@@ -92,12 +92,13 @@ def test_init_is_identity_affine_and_relu_like():
     assert (layer(x) >= 0).all()
 
 
+@pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize('tlu', [True, False])
-def test_gradcheck(tlu):
+def test_gradcheck(tlu, layout):
     layer = make(3, tlu=tlu, learnable_eps=True)
-    x = randn(2, 3, 3, 2)
+    x, grad_in = in_layout(randn(2, 3, 3, 2), layout)
     params = tuple(p for p in layer.parameters())
-    assert torch.autograd.gradcheck(lambda x, *p: layer(x), (x, *params))
+    assert torch.autograd.gradcheck(lambda x, *p: grad_in(layer(x)), (x, *params))
 
 
 def test_train_equals_eval_and_batch_independent():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import randn
+from conftest import in_layout, randn
 from normdet.layers import MABN, CenConv2d, nonfinite_layers, raise_if_nonfinite
 
 EPS = 1e-5
@@ -159,12 +159,14 @@ def test_clamp_binds():
     assert max(float(r.max()) for r in rs[5:]) > 1.5 or min(float(r.min()) for r in rs[5:]) < 1 / 1.5
 
 
-def test_warmup_backward_is_exact_gradient():
+@pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
+def test_warmup_backward_is_exact_gradient(layout):
     layer = MABN(3, warmup_iters=10 ** 6).double()
     with torch.no_grad():
         layer.weight.uniform_(0.5, 1.5)
-    x = randn(2, 3, 3, 2)
-    assert torch.autograd.gradcheck(lambda x, w, b: layer(x), (x, layer.weight, layer.bias))
+    x, grad_in = in_layout(randn(2, 3, 3, 2), layout)
+    assert torch.autograd.gradcheck(lambda x, w, b: grad_in(layer(x)), (x, layer.weight,
+                                                                      layer.bias))
 
 
 def test_buffers_and_counter_in_state_dict_and_resume_is_exact():

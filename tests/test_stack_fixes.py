@@ -137,6 +137,31 @@ def test_ssdlite_predicts():
     assert len(inst) > 0 and inst.bboxes.shape[1] == 4 and (inst.labels < 3).all()
 
 
+def test_roi_features_of_channels_last_maps():
+    """mmcv's RoIAlign reads a channels_last map as NCHW (wrong features, no error); the RoI
+    extractors of a fixed config give the NCHW features and gradients for either layout."""
+    cfg = packaged('mask_rcnn')
+    stack_fixes.fix_config(cfg.model)
+    roi_head = cfg.model.roi_head
+    assert roi_head.bbox_roi_extractor.type == roi_head.mask_roi_extractor.type == \
+        'NormDetSingleRoIExtractor'
+    fixed = MODELS.build(roi_head.mask_roi_extractor)
+    plain = MODELS.build(dict(roi_head.mask_roi_extractor, type='SingleRoIExtractor'))
+    feats = [torch.randn(2, 256, s, s) for s in (32, 16, 8, 4)]
+    rois = torch.tensor([[0, 4., 6., 60., 50.], [1, 10., 2., 120., 126.], [1, 30., 40., 38., 52.]])
+
+    def run(extractor, layout):
+        xs = [f.clone().contiguous(memory_format=layout).requires_grad_() for f in feats]
+        out = extractor(tuple(xs), rois)
+        out.backward(torch.ones_like(out))
+        return out.detach(), [x.grad for x in xs]
+    want, want_grads = run(plain, torch.contiguous_format)
+    got, grads = run(fixed, torch.channels_last)
+    assert torch.equal(got, want)
+    assert all(torch.equal(g, w) for g, w in zip(grads, want_grads))
+    assert not torch.allclose(run(plain, torch.channels_last)[0], want)  # the bug fixed
+
+
 def _strict_loads(line):
     def reject(constant):
         raise ValueError(f'{constant} is not JSON')

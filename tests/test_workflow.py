@@ -20,9 +20,9 @@ def tiny_coco(tmp_path_factory):
                                    num_val=4, image_size=(128, 128))
 
 
-def train(config, work_dir, data_root, *extra, epochs=1):
+def train(config, work_dir, data_root, *extra, epochs=1, options=()):
     tool('train').main([config, '--work-dir', str(work_dir), *extra, '--cfg-options',
-                        *small_options(config, data_root, epochs=epochs)])
+                        *small_options(config, data_root, epochs=epochs), *options])
 
 
 def load_checkpoint(path):
@@ -72,6 +72,26 @@ def test_resume_is_exact(detector, norm, tiny_coco, tmp_path):
         assert torch.equal(v, b['state_dict'][k]), k
     for pa, pb in zip(a['optimizer']['state'].values(), b['optimizer']['state'].values()):
         assert torch.equal(pa['momentum_buffer'], pb['momentum_buffer'])
+
+
+@pytest.mark.parametrize('detector,batch', [('ssdlite', 2), ('mask_rcnn_r50_fpn', 4)])
+def test_channels_last_trains_the_same_model(detector, batch, tiny_coco, tmp_path):
+    """``channels_last=True`` (the mini SSDLite configs set it): the model trains in channels_last
+    memory, to the same weights as in NCHW up to float rounding. Mask R-CNN trains one iteration:
+    its proposals (after NMS) may differ with the rounding, so its RoI head is held to 1e-3 (its
+    RoI features go through stack fix 5, tested exactly in test_stack_fixes.py)."""
+    config = config_path(detector, 'DNB')
+    options = [f'train_dataloader.batch_size={batch}']
+    train(config, tmp_path / 'nchw', tiny_coco, '--no-eval', options=options)
+    train(config, tmp_path / 'cl', tiny_coco, '--no-eval', options=options + ['channels_last=True'])
+    a = load_checkpoint(tmp_path / 'nchw' / 'epoch_1.pth')['state_dict']
+    b = load_checkpoint(tmp_path / 'cl' / 'epoch_1.pth')['state_dict']
+    conv = b['backbone.conv1.conv.weight' if detector == 'ssdlite' else 'backbone.conv1.weight']
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert a.keys() == b.keys()
+    for k, v in a.items():
+        atol = 1e-3 if k.startswith('roi_head.') else 5e-5
+        torch.testing.assert_close(b[k], v, rtol=1e-3, atol=atol, msg=k)
 
 
 def test_test_tool_reevaluates_checkpoint(tiny_coco, tmp_path):

@@ -69,6 +69,7 @@ class Bench:
         from mmengine.runner import Runner
 
         from normdet.apis import load_config
+        from normdet.runner import to_memory_format
         from mmdet.registry import MODELS
         self.path, self.device = path, args.device
         cfg = load_config(path, args.cfg_options)
@@ -79,6 +80,8 @@ class Bench:
         cfg.train_dataloader.persistent_workers = False
         self.model = MODELS.build(cfg.model)
         self.model.init_weights()
+        if cfg.get('channels_last'):
+            to_memory_format(self.model, True)
         self.model.to(args.device).train()
         self.optim = build_optim_wrapper(self.model, cfg.optim_wrapper)
         loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)

@@ -89,6 +89,13 @@ class TorchOps:
         """'nu2': (mean x^2,); 'moments': (mean, biased variance), per (n, c) over (H, W)."""
         hw = x.shape[2] * x.shape[3]
         x32 = _f32(x)
+        xv = _nhwc(x32)
+        if xv is not None:  # channels_last on the CPU: (N, HW, C), reductions over HW
+            if kind == 'nu2':
+                return ((xv * xv).sum(1) / hw,)
+            m = xv.sum(1) / hw
+            d = xv - m.unsqueeze(1)
+            return m, d.mul_(d).sum(1) / hw
         if kind == 'nu2':
             return (_sumsq(x32) / hw,)
         m = x32.sum(dim=(2, 3)) / hw
@@ -98,6 +105,13 @@ class TorchOps:
     @staticmethod
     def affine(x, A, B, tau):
         """A x + B, then max(., tau) when tau is given, in x's dtype."""
+        xv = _nhwc(x)
+        if xv is not None:  # into a channels_last tensor of its own (the output is no view)
+            y = torch.empty_like(x, dtype=compute_dtype(x))
+            yv = torch.addcmul(B.unsqueeze(1), _f32(xv), A.unsqueeze(1), out=_nhwc(y))
+            if tau is not None:
+                yv.clamp_(min=tau)
+            return y.to(x.dtype)
         y = (_f32(x) * _nc(A)).add_(_nc(B))
         if tau is not None:
             y = y.clamp_(min=tau.view(1, -1, 1, 1))
@@ -111,6 +125,9 @@ class TorchOps:
         planes = _planes(x32, g)
         if planes is not None:
             return _grad_sums_planes(g, x32, A, B, tau, planes)
+        xv, gv = _nhwc(x32), _nhwc(g)
+        if xv is not None and gv is not None:
+            return _grad_sums_nhwc(gv, xv, A, B, tau)
         dtau = None
         if tau is not None:
             full = g.sum(dim=(0, 2, 3))
@@ -132,6 +149,15 @@ class TorchOps:
         become dx."""
         g, own, planes = aux
         x32 = _f32(x)
+        if planes == 'nhwc':  # channels_last: g is (N, HW, C)
+            xv, a, c2 = _nhwc(x32), A.unsqueeze(1), c2.unsqueeze(1)
+            if own:  # g's buffer becomes dx
+                dx = g.mul_(a).addcmul_(xv, c2)
+            else:
+                dx = torch.mul(xv, c2).addcmul_(g, a)
+            if c1 is not None:
+                dx = dx.add_(c1.unsqueeze(1))
+            return _from_nhwc(dx.to(x.dtype), x.shape)
         if planes is not None:  # NCHW: as 1 x NC planes, BatchNorm's fused per-plane kernels
             xv, zero, one = planes
             if own:  # g's buffer becomes dx: no new tensor
@@ -147,6 +173,35 @@ class TorchOps:
         if c1 is not None:
             dx = dx.add_(_nc(c1))
         return dx.addcmul_(g, _nc(A)).to(x.dtype)
+
+
+def _nhwc(t):
+    """``t`` (N, C, H, W) in channels_last memory on the CPU as its (N, HW, C) view (the per-(n, c)
+    passes are then reductions over its middle dimension, which the CPU vectorises along C, and
+    broadcasts of (N, 1, C) values); None otherwise (NCHW-contiguous inputs take _planes)."""
+    if t.is_cuda or t.is_contiguous() or not t.is_contiguous(memory_format=torch.channels_last):
+        return None
+    n, c, h, w = t.shape
+    return t.permute(0, 2, 3, 1).view(n, h * w, c)
+
+
+def _from_nhwc(v, shape):
+    """The (N, C, H, W) channels_last tensor of an (N, HW, C) one."""
+    n, c, h, w = shape
+    return v.view(n, h, w, c).permute(0, 3, 1, 2)
+
+
+def _grad_sums_nhwc(gv, xv, A, B, tau):
+    dtau = None
+    if tau is not None:
+        full = gv.sum((0, 1))
+        y = torch.addcmul((B - tau).unsqueeze(1), xv, A.unsqueeze(1))  # y - tau, recomputed
+        gv = torch.ops.aten.threshold_backward.grad_input(gv, y, 0., grad_input=y)  # in y
+    dB = gv.sum(1)
+    dA = (gv * xv).sum(1)
+    if tau is not None:
+        dtau = full - dB.sum(0)
+    return dA, dB, dtau, (gv, tau is not None, 'nhwc')
 
 
 def _planes(x32, g):

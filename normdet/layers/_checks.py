@@ -37,11 +37,11 @@ def check_batch_stats(layer, x: torch.Tensor, processes: int = 1) -> None:
 
 
 def finite(*stats: torch.Tensor) -> torch.Tensor:
-    """A 0-dim bool tensor on the statistics' device: all of them finite. No host sync."""
-    ok = torch.isfinite(stats[0]).all()
-    for s in stats[1:]:
-        ok = ok & torch.isfinite(s).all()
-    return ok
+    """A 0-dim bool tensor on the statistics' device: all of them finite (s * 0 is 0 for finite
+    s, NaN for NaN and +-Inf: three small ops, where isfinite takes four per tensor). No host
+    sync."""
+    s = stats[0] if len(stats) == 1 else torch.cat([t.reshape(-1) for t in stats])
+    return (s * 0 == 0).all()
 
 
 def flag_nonfinite(layer, *stats: torch.Tensor) -> torch.Tensor:

@@ -90,7 +90,7 @@ def update_running_stats(layer, mean: torch.Tensor, var: torch.Tensor, n: torch.
     """torch BN's rule: momentum weighs the NEW value; running_var gets the unbiased variance.
     ``ok`` (a 0-dim bool tensor): where False, the buffers stay as they are (non-finite
     statistics), decided on the device without a host sync."""
-    mean, var = mean.detach(), var.detach() * unbias(n)
+    var = var * unbias(n)  # no_grad: nothing is recorded
     if ok is not None:
         mean = torch.where(ok, mean, layer.running_mean)
         var = torch.where(ok, var, layer.running_var)

@@ -80,14 +80,15 @@ class _DNFunction(torch.autograd.Function):
             count = None
         rstd = torch.rsqrt(var + layer.eps)
         s, sc_saved = layer._sc_forward(m, v, mu, var, rstd, count)
-        w1_, b1_, w2_, b2_ = (t.detach().to(dtype) for t in (w1, b1, w2, b2))
+        # (no autograd inside a Function's forward: no detach needed)
+        w1_, b1_, w2_, b2_ = (t.to(dtype) for t in (w1, b1, w2, b2))
         a1 = torch.addmm(b1_, s, w1_.t())
         h = a1.clamp(min=0)
         o = torch.addmm(b2_, h, w2_.t())
         c = layer.num_features
-        gamma = weight.detach().to(dtype) + o[:, :c]
+        gamma = weight.to(dtype) + o[:, :c]
         a = gamma * rstd
-        b = bias.detach().to(dtype) + o[:, c:] - a * mu
+        b = bias.to(dtype) + o[:, c:] - a * mu
         a_full, b_full = a.expand(n, -1), b.expand(n, -1)
         z = ops.affine(x, a_full, b_full, None)
         ctx.save_for_backward(x, m, v, mu, rstd, s, a1, h, gamma, a)
