@@ -25,7 +25,3 @@ param_scheduler = {{_base_.mini_param_scheduler}}
 auto_scale_lr = dict(enable=True, base_batch_size={{_base_.mini_batch}})
 default_hooks = {{_base_.mini_default_hooks}}
 tta_pipeline = {{_base_.mini_tta_pipeline}}
-# channels_last memory (normdet.runner): on the CPU, SSDLite's convolutions and norms train about
-# 20 % faster at 16 images so (docs/performance.md); RetinaNet-R18 and Mask R-CNN-R18 at 2 images
-# did not gain, and stay NCHW. The same model either way.
-channels_last = True
