@@ -22,3 +22,21 @@ def test_benchmark_writes_every_layer(tmp_path, capsys):
             assert r['ratio_to_bn_fwd_bwd'] == dict(min=1.0, median=1.0, max=1.0)
     printed = capsys.readouterr().out
     assert '| DNB | 2x32x24x32 | bf16 | channels_last |' in printed
+
+
+def test_benchmark_train_times_each_layout(tmp_path, capsys, synthetic_data):
+    """tools/benchmark_train.py on two SSDLite-mini configs in both layouts (one tiny repeat):
+    a row per config and layout, ratios to BN in the same layout, channels_last to NCHW."""
+    out = tmp_path / 'train.json'
+    tool('benchmark_train').main([
+        'configs/mini/ssdlite_bn.py', 'configs/mini/ssdlite_dnb.py', '--device', 'cpu',
+        '--iters', '1', '--repeats', '2', '--warmup', '1', '--layouts', 'nchw', 'channels_last',
+        '--out', str(out), '--cfg-options', 'train_dataloader.batch_size=2', 'synthetic_data=tiny'])
+    rows = json.loads(out.read_text())['rows']
+    assert [(r['norm'], r['layout']) for r in rows] == [
+        ('bn', 'nchw'), ('bn', 'channels_last'), ('dnb', 'nchw'), ('dnb', 'channels_last')]
+    for r in rows:
+        assert r['images'] == 2 and 0 < r['img_s_min'] <= r['img_s_median'] <= r['img_s_max']
+        assert r['ratio_to_bn'] > 0 and (r['layout'] == 'nchw') == ('ratio_to_nchw' not in r)
+    assert rows[0]['ratio_to_bn'] == rows[1]['ratio_to_bn'] == 1.0
+    assert '| configs/mini/ssdlite_dnb.py | channels_last | 2 |' in capsys.readouterr().out

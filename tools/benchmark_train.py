@@ -2,7 +2,7 @@
 
     python tools/benchmark_train.py configs/ssdlite_bn.py configs/ssdlite_dnb.py ...
         [--all] [--iters 5] [--repeats 5] [--device cpu|cuda] [--amp] [--out bench.json]
-        [--cfg-options train_dataloader.batch_size=8 ...]
+        [--layouts nchw channels_last] [--cfg-options train_dataloader.batch_size=8 ...]
 
 For each config: the model and optimizer as training builds them, one batch from the config's own
 train dataloader (so data loading is not timed: this measures the norms' cost), then
@@ -11,7 +11,9 @@ per repeat, after warm-up. Repeats go round-robin over the configs, so a busy ma
 them alike. Printed per config: images per second (min / median / max over the repeats), the
 ratio of its median time per iteration to its detector's BN config (``--baseline``; measured in
 the same run), and on CUDA the peak memory and its ratio to BN. ``--all`` times every config of
-``configs/`` for each detector named on the command line (e.g. ``--all ssdlite``).
+``configs/`` for each detector named on the command line (e.g. ``--all ssdlite``). ``--layouts``
+times each config in each memory layout (a config's ``channels_last``), in the same round-robin:
+ratios to BN in the same layout, and of channels_last to NCHW.
 No assertion: the numbers are for reading; the JSON (--out) keeps them.
 """
 import argparse
@@ -23,6 +25,7 @@ import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+LAYOUTS = ('nchw', 'channels_last')
 
 
 def parse_args(argv=None):
@@ -37,6 +40,8 @@ def parse_args(argv=None):
     p.add_argument('--baseline', default='bn', help='norm suffix of the reference config')
     p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
     p.add_argument('--amp', action='store_true', help='mixed precision (AmpOptimWrapper)')
+    p.add_argument('--layouts', nargs='+', choices=LAYOUTS,
+                   help="memory layouts to time each config in (default: the config's own)")
     p.add_argument('--out', help='write the results as JSON')
     from normdet.apis import parse_tool_args
     args = parse_tool_args(p, argv)
@@ -63,7 +68,7 @@ def detector_and_norm(path: str):
 class Bench:
     """One config, built once: model, optimizer and a fixed batch."""
 
-    def __init__(self, path, args):
+    def __init__(self, path, args, layout=None):
         import torch
         from mmengine.optim import build_optim_wrapper
         from mmengine.runner import Runner
@@ -80,7 +85,8 @@ class Bench:
         cfg.train_dataloader.persistent_workers = False
         self.model = MODELS.build(cfg.model)
         self.model.init_weights()
-        if cfg.get('channels_last'):
+        self.layout = layout or LAYOUTS[bool(cfg.get('channels_last'))]
+        if self.layout == 'channels_last':
             to_memory_format(self.model, True)
         self.model.to(args.device).train()
         self.optim = build_optim_wrapper(self.model, cfg.optim_wrapper)
@@ -115,8 +121,10 @@ def benchmark(args) -> dict:
     args.device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     benches = []
     for path in args.configs:
-        print(f'[benchmark_train] building {osp.relpath(path, REPO)}', flush=True)
-        benches.append(Bench(path, args))
+        for layout in args.layouts or [None]:
+            print(f'[benchmark_train] building {osp.relpath(path, REPO)}'
+                  + (f' ({layout})' if layout else ''), flush=True)
+            benches.append(Bench(path, args, layout))
     for b in benches:
         for _ in range(args.warmup):
             b.step()
@@ -129,12 +137,15 @@ def benchmark(args) -> dict:
         det, norm = detector_and_norm(b.path)
         ips = sorted(b.images / t for t in b.times)
         rows.append(dict(config=osp.relpath(b.path, REPO), detector=det, norm=norm,
-                         images=b.images, s_per_iter_median=statistics.median(b.times),
+                         layout=b.layout, images=b.images, s_per_iter_median=statistics.median(b.times),
                          img_s_min=ips[0], img_s_median=statistics.median(ips), img_s_max=ips[-1],
                          peak_mb=b.peak_mb))
-    base = {r['detector']: r for r in rows if r['norm'] == args.baseline}
+    base = {(r['detector'], r['layout']): r for r in rows if r['norm'] == args.baseline}
+    nchw = {r['config']: r for r in rows if r['layout'] == 'nchw'}
     for r in rows:
-        ref = base.get(r['detector'])
+        if r['layout'] != 'nchw' and r['config'] in nchw:
+            r['ratio_to_nchw'] = r['s_per_iter_median'] / nchw[r['config']]['s_per_iter_median']
+        ref = base.get((r['detector'], r['layout']))
         if ref:
             r['ratio_to_bn'] = r['s_per_iter_median'] / ref['s_per_iter_median']
             if r['peak_mb'] and ref['peak_mb']:
@@ -152,15 +163,16 @@ def describe(device: str) -> str:
 
 
 def table(result) -> str:
-    head = ('config', 'images', 'img/s min', 'img/s median', 'img/s max', 's/iter (median)',
-            'x BN (time)', 'peak MB', 'x BN (memory)')
+    head = ('config', 'layout', 'images', 'img/s min', 'img/s median', 'img/s max',
+            's/iter (median)', 'x BN (time)', 'x NCHW (time)', 'peak MB', 'x BN (memory)')
     lines = [f"{result['device']}, torch {result['torch']}, amp {result['amp']}, "
              f"{result['repeats']} repeats x {result['iters']} iterations, {result['date']}",
              '| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
     for r in result['rows']:
-        cells = [r['config'], str(r['images']), f"{r['img_s_min']:.2f}",
+        cells = [r['config'], r['layout'], str(r['images']), f"{r['img_s_min']:.2f}",
                  f"{r['img_s_median']:.2f}", f"{r['img_s_max']:.2f}",
                  f"{r['s_per_iter_median']:.3f}", f"{r.get('ratio_to_bn', float('nan')):.2f}",
+                 f"{r['ratio_to_nchw']:.2f}" if 'ratio_to_nchw' in r else '-',
                  '-' if r['peak_mb'] is None else f"{r['peak_mb']:.0f}",
                  f"{r['memory_ratio_to_bn']:.2f}" if 'memory_ratio_to_bn' in r else '-']
         lines.append('| ' + ' | '.join(cells) + ' |')
