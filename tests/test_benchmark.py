@@ -2,7 +2,7 @@
 so only their presence and consistency are checked, never a time."""
 import json
 
-from mm_utils import tool
+from mm_utils import config_path, tool
 
 
 def test_benchmark_writes_every_layer(tmp_path, capsys):
@@ -29,7 +29,7 @@ def test_benchmark_train_times_each_layout(tmp_path, capsys, synthetic_data):
     a row per config and layout, ratios to BN in the same layout, channels_last to NCHW."""
     out = tmp_path / 'train.json'
     tool('benchmark_train').main([
-        'configs/mini/ssdlite_bn.py', 'configs/mini/ssdlite_dnb.py', '--device', 'cpu',
+        config_path('mini/ssdlite', 'BN'), config_path('mini/ssdlite', 'DNB'), '--device', 'cpu',
         '--iters', '1', '--repeats', '2', '--warmup', '1', '--layouts', 'nchw', 'channels_last',
         '--out', str(out), '--cfg-options', 'train_dataloader.batch_size=2', 'synthetic_data=tiny'])
     rows = json.loads(out.read_text())['rows']
