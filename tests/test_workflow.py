@@ -76,9 +76,10 @@ def test_resume_is_exact(detector, norm, tiny_coco, tmp_path):
 
 @pytest.mark.parametrize('detector,batch', [('ssdlite', 2), ('mask_rcnn_r50_fpn', 4)])
 def test_channels_last_trains_the_same_model(detector, batch, tiny_coco, tmp_path):
-    """``channels_last=True``: the model trains in channels_last memory, to the same weights as in NCHW up to float rounding. Mask R-CNN trains one iteration:
-    its proposals (after NMS) may differ with the rounding, so its RoI head is held to 1e-3 (its
-    RoI features go through stack fix 5, tested exactly in test_stack_fixes.py)."""
+    """``channels_last=True``: the model trains in channels_last memory, to the same weights as in
+    NCHW up to float rounding. Mask R-CNN trains one iteration: its proposals (after NMS) may
+    differ with the rounding, so its RoI head is held to 1e-3 (its RoI features go through stack
+    fix 5, tested exactly in test_stack_fixes.py)."""
     config = config_path(detector, 'DNB')
     options = [f'train_dataloader.batch_size={batch}']
     train(config, tmp_path / 'nchw', tiny_coco, '--no-eval', options=options)

@@ -137,7 +137,8 @@ def benchmark(args) -> dict:
         det, norm = detector_and_norm(b.path)
         ips = sorted(b.images / t for t in b.times)
         rows.append(dict(config=osp.relpath(b.path, REPO), detector=det, norm=norm,
-                         layout=b.layout, images=b.images, s_per_iter_median=statistics.median(b.times),
+                         layout=b.layout, images=b.images,
+                         s_per_iter_median=statistics.median(b.times),
                          img_s_min=ips[0], img_s_median=statistics.median(ips), img_s_max=ips[-1],
                          peak_mb=b.peak_mb))
     base = {(r['detector'], r['layout']): r for r in rows if r['norm'] == args.baseline}

@@ -145,12 +145,13 @@ class TorchOps:
     @staticmethod
     def input_grad(gz, x, A, B, tau, c1, c2, aux):
         """A g + c1 + c2 x (c1 None: 0), in x's dtype; ``aux`` is grad_sums' masked g, whether
-        it is a buffer of grad_sums' own, and its planes (or None), consumed: its buffer may
-        become dx."""
+        it is a buffer of grad_sums' own, and the layout it worked in (NCHW: its planes;
+        channels_last: ('nhwc', x as (N, HW, C)); else None), consumed: its buffer may become
+        dx."""
         g, own, planes = aux
         x32 = _f32(x)
-        if planes == 'nhwc':  # channels_last: g is (N, HW, C)
-            xv, a, c2 = _nhwc(x32), A.unsqueeze(1), c2.unsqueeze(1)
+        if planes is not None and isinstance(planes[0], str):  # ('nhwc', x as (N, HW, C))
+            xv, a, c2 = planes[1], A.unsqueeze(1), c2.unsqueeze(1)
             if own:  # g's buffer becomes dx
                 dx = g.mul_(a).addcmul_(xv, c2)
             else:
@@ -201,7 +202,7 @@ def _grad_sums_nhwc(gv, xv, A, B, tau):
     dA = (gv * xv).sum(1)
     if tau is not None:
         dtau = full - dB.sum(0)
-    return dA, dB, dtau, (gv, tau is not None, 'nhwc')
+    return dA, dB, dtau, (gv, tau is not None, ('nhwc', xv))
 
 
 def _planes(x32, g):
