@@ -39,4 +39,22 @@ def test_benchmark_train_times_each_layout(tmp_path, capsys, synthetic_data):
         assert r['images'] == 2 and 0 < r['img_s_min'] <= r['img_s_median'] <= r['img_s_max']
         assert r['ratio_to_bn'] > 0 and (r['layout'] == 'nchw') == ('ratio_to_nchw' not in r)
     assert rows[0]['ratio_to_bn'] == rows[1]['ratio_to_bn'] == 1.0
-    assert '| configs/mini/ssdlite_dnb.py | channels_last | 2 |' in capsys.readouterr().out
+    assert '| configs/mini/ssdlite_dnb.py | channels_last | fused | 2 |' in capsys.readouterr().out
+
+
+def test_benchmark_train_times_each_optimizer(tmp_path, capsys, synthetic_data):
+    """--optimizers: a row per config and optimizer implementation, each with its flag (the
+    config's fused AdamW turned off for foreach), ratios to BN with the same one and to foreach."""
+    out = tmp_path / 'train.json'
+    tool('benchmark_train').main([
+        config_path('mini/ssdlite', 'BN'), config_path('mini/ssdlite', 'FRN'), '--device', 'cpu',
+        '--iters', '1', '--repeats', '2', '--warmup', '1', '--optimizers', 'foreach', 'fused',
+        '--out', str(out), '--cfg-options', 'train_dataloader.batch_size=2', 'synthetic_data=tiny'])
+    rows = json.loads(out.read_text())['rows']
+    assert [(r['norm'], r['optimizer']) for r in rows] == [
+        ('bn', 'foreach'), ('bn', 'fused'), ('frn', 'foreach'), ('frn', 'fused')]
+    for r in rows:
+        assert r['ratio_to_bn'] > 0 and 'ratio_to_nchw' not in r
+        assert (r['optimizer'] == 'foreach') == ('ratio_to_foreach' not in r)
+    assert rows[0]['ratio_to_bn'] == rows[1]['ratio_to_bn'] == 1.0
+    assert '| configs/mini/ssdlite_frn.py | nchw | fused | 2 |' in capsys.readouterr().out

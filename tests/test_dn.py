@@ -225,3 +225,20 @@ def test_bad_input(cls):
     layer(x)  # no host sync in training: the layer flags it, the buffers stay
     assert torch.equal(layer.running_var, before[0]) and torch.equal(layer.running_mean, before[1])
     assert nonfinite_layers(layer) == [cls.__name__] and nonfinite_layers(layer) == []
+
+
+@pytest.mark.parametrize('value', [float('nan'), float('inf'), -float('inf'), 3e30])
+@pytest.mark.parametrize('cls', [DNB, DNC])
+def test_any_non_finite_statistic_is_caught_by_the_batch_variance(cls, value):
+    """The layer checks only the batch variance (var = mean(v + (m - mu)^2) is finite only if
+    every per-sample mean m and variance v is): NaN, +-Inf and a finite value whose square
+    overflows float32 are all caught, in one sample, and the buffers stay."""
+    layer = cls(8).train()
+    x = torch.randn(3, 8, 4, 4)
+    x[2, 5, 1, 2] = value
+    before = layer.running_var.clone(), layer.running_mean.clone()
+    layer(x)
+    assert nonfinite_layers(layer) == [cls.__name__]
+    assert torch.equal(layer.running_var, before[0]) and torch.equal(layer.running_mean, before[1])
+    layer(torch.randn(3, 8, 4, 4))
+    assert nonfinite_layers(layer) == []

@@ -790,14 +790,14 @@ from mmengine.registry import HOOKS
 
 @HOOKS.register_module()
 class FlagFirstFRNHook(Hook):
-    """After each iteration, sets the first FRN's non-finite flag, as a layer that saw NaN
+    """After each iteration, clears the first FRN's "all finite" flag, as a layer that saw NaN
     statistics does (normdet.layers._checks.nonfinite_layers reads it)."""
     priority = 'ABOVE_NORMAL'  # before NormDetDivergenceHook
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         name, layer = next((n, m) for n, m in runner.model.named_modules()
                            if type(m).__name__ == 'FRN')
-        layer._nonfinite = torch.tensor(True)
+        layer._finite = torch.tensor(False)
         print('flagged', name)
 '''
 

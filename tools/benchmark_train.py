@@ -2,7 +2,8 @@
 
     python tools/benchmark_train.py configs/ssdlite_bn.py configs/ssdlite_dnb.py ...
         [--all] [--iters 5] [--repeats 5] [--device cpu|cuda] [--amp] [--out bench.json]
-        [--layouts nchw channels_last] [--cfg-options train_dataloader.batch_size=8 ...]
+        [--layouts nchw channels_last] [--optimizers foreach fused]
+        [--cfg-options train_dataloader.batch_size=8 ...]
 
 For each config: the model and optimizer as training builds them, one batch from the config's own
 train dataloader (so data loading is not timed: this measures the norms' cost), then
@@ -13,7 +14,9 @@ ratio of its median time per iteration to its detector's BN config (``--baseline
 the same run), and on CUDA the peak memory and its ratio to BN. ``--all`` times every config of
 ``configs/`` for each detector named on the command line (e.g. ``--all ssdlite``). ``--layouts``
 times each config in each memory layout (a config's ``channels_last``), in the same round-robin:
-ratios to BN in the same layout, and of channels_last to NCHW.
+ratios to BN in the same layout, and of channels_last to NCHW. ``--optimizers`` does the same for
+the optimizer's implementation (torch's ``foreach`` multi-tensor step or its ``fused`` kernels):
+ratios to BN with the same one, and of each to ``foreach``.
 No assertion: the numbers are for reading; the JSON (--out) keeps them.
 """
 import argparse
@@ -26,6 +29,7 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 LAYOUTS = ('nchw', 'channels_last')
+OPTIMIZERS = ('foreach', 'fused')  # torch.optim implementations: the flag each sets
 
 
 def parse_args(argv=None):
@@ -42,6 +46,9 @@ def parse_args(argv=None):
     p.add_argument('--amp', action='store_true', help='mixed precision (AmpOptimWrapper)')
     p.add_argument('--layouts', nargs='+', choices=LAYOUTS,
                    help="memory layouts to time each config in (default: the config's own)")
+    p.add_argument('--optimizers', nargs='+', choices=OPTIMIZERS,
+                   help="optimizer implementations to time each config with (default: the "
+                        "config's own)")
     p.add_argument('--out', help='write the results as JSON')
     from normdet.apis import parse_tool_args
     args = parse_tool_args(p, argv)
@@ -68,7 +75,7 @@ def detector_and_norm(path: str):
 class Bench:
     """One config, built once: model, optimizer and a fixed batch."""
 
-    def __init__(self, path, args, layout=None):
+    def __init__(self, path, args, layout=None, optimizer=None):
         import torch
         from mmengine.optim import build_optim_wrapper
         from mmengine.runner import Runner
@@ -81,6 +88,10 @@ class Bench:
         if args.amp:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
+        if optimizer:  # this implementation's flag on, the other's to torch's default
+            cfg.optim_wrapper.optimizer.update({o: (o == optimizer) or None for o in OPTIMIZERS})
+        opt = cfg.optim_wrapper.optimizer
+        self.optimizer = next((o for o in OPTIMIZERS if opt.get(o)), 'default')
         cfg.train_dataloader.num_workers = 0
         cfg.train_dataloader.persistent_workers = False
         self.model = MODELS.build(cfg.model)
@@ -122,9 +133,11 @@ def benchmark(args) -> dict:
     benches = []
     for path in args.configs:
         for layout in args.layouts or [None]:
-            print(f'[benchmark_train] building {osp.relpath(path, REPO)}'
-                  + (f' ({layout})' if layout else ''), flush=True)
-            benches.append(Bench(path, args, layout))
+            for opt in args.optimizers or [None]:
+                what = ', '.join(w for w in (layout, opt) if w)
+                print(f'[benchmark_train] building {osp.relpath(path, REPO)}'
+                      + (f' ({what})' if what else ''), flush=True)
+                benches.append(Bench(path, args, layout, opt))
     for b in benches:
         for _ in range(args.warmup):
             b.step()
@@ -137,16 +150,21 @@ def benchmark(args) -> dict:
         det, norm = detector_and_norm(b.path)
         ips = sorted(b.images / t for t in b.times)
         rows.append(dict(config=osp.relpath(b.path, REPO), detector=det, norm=norm,
-                         layout=b.layout, images=b.images,
+                         layout=b.layout, optimizer=b.optimizer, images=b.images,
                          s_per_iter_median=statistics.median(b.times),
                          img_s_min=ips[0], img_s_median=statistics.median(ips), img_s_max=ips[-1],
                          peak_mb=b.peak_mb))
-    base = {(r['detector'], r['layout']): r for r in rows if r['norm'] == args.baseline}
-    nchw = {r['config']: r for r in rows if r['layout'] == 'nchw'}
+    base = {(r['detector'], r['layout'], r['optimizer']): r for r in rows
+            if r['norm'] == args.baseline}
+    nchw = {(r['config'], r['optimizer']): r for r in rows if r['layout'] == 'nchw'}
+    foreach = {(r['config'], r['layout']): r for r in rows if r['optimizer'] == 'foreach'}
     for r in rows:
-        if r['layout'] != 'nchw' and r['config'] in nchw:
-            r['ratio_to_nchw'] = r['s_per_iter_median'] / nchw[r['config']]['s_per_iter_median']
-        ref = base.get((r['detector'], r['layout']))
+        for key, refs, other in (('ratio_to_nchw', nchw, (r['config'], r['optimizer'])),
+                                 ('ratio_to_foreach', foreach, (r['config'], r['layout']))):
+            ref = refs.get(other)
+            if ref is not None and ref is not r:
+                r[key] = r['s_per_iter_median'] / ref['s_per_iter_median']
+        ref = base.get((r['detector'], r['layout'], r['optimizer']))
         if ref:
             r['ratio_to_bn'] = r['s_per_iter_median'] / ref['s_per_iter_median']
             if r['peak_mb'] and ref['peak_mb']:
@@ -164,16 +182,19 @@ def describe(device: str) -> str:
 
 
 def table(result) -> str:
-    head = ('config', 'layout', 'images', 'img/s min', 'img/s median', 'img/s max',
-            's/iter (median)', 'x BN (time)', 'x NCHW (time)', 'peak MB', 'x BN (memory)')
+    head = ('config', 'layout', 'optimizer', 'images', 'img/s min', 'img/s median', 'img/s max',
+            's/iter (median)', 'x BN (time)', 'x NCHW (time)', 'x foreach (time)', 'peak MB',
+            'x BN (memory)')
     lines = [f"{result['device']}, torch {result['torch']}, amp {result['amp']}, "
              f"{result['repeats']} repeats x {result['iters']} iterations, {result['date']}",
              '| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
     for r in result['rows']:
-        cells = [r['config'], r['layout'], str(r['images']), f"{r['img_s_min']:.2f}",
+        cells = [r['config'], r['layout'], r['optimizer'], str(r['images']),
+                 f"{r['img_s_min']:.2f}",
                  f"{r['img_s_median']:.2f}", f"{r['img_s_max']:.2f}",
                  f"{r['s_per_iter_median']:.3f}", f"{r.get('ratio_to_bn', float('nan')):.2f}",
                  f"{r['ratio_to_nchw']:.2f}" if 'ratio_to_nchw' in r else '-',
+                 f"{r['ratio_to_foreach']:.2f}" if 'ratio_to_foreach' in r else '-',
                  '-' if r['peak_mb'] is None else f"{r['peak_mb']:.0f}",
                  f"{r['memory_ratio_to_bn']:.2f}" if 'memory_ratio_to_bn' in r else '-']
         lines.append('| ' + ' | '.join(cells) + ' |')

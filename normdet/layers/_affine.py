@@ -62,6 +62,12 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+def as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` in ``dtype`` (``t`` itself when it is already: a call of ``.to`` costs as much as a
+    small op, and the layers make a dozen of them per step)."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 def _f32(x):
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
@@ -128,19 +134,13 @@ class TorchOps:
         xv, gv = _nhwc(x32), _nhwc(g)
         if xv is not None and gv is not None:
             return _grad_sums_nhwc(gv, xv, A, B, tau)
-        dtau = None
+        full = None
         if tau is not None:
             full = g.sum(dim=(0, 2, 3))
-            # where y = A x + B > tau, with y recomputed from x: the output may have been
-            # changed in place since (an inplace activation after the layer), and a bf16/fp16
-            # output rounds tau itself
-            y = TorchOps.affine(x32, A, B, None).sub_(tau.view(1, -1, 1, 1))
-            g = torch.ops.aten.threshold_backward(g, y, 0.)
+            g = _tlu_mask(g, TorchOps.affine(x32, A, B, None).sub_(_nc(tau[None])))
         dA = torch.linalg.vecdot(g.flatten(2), x32.flatten(2))
         dB = g.sum(dim=(2, 3))
-        if tau is not None:
-            dtau = full - dB.sum(0)
-        return dA, dB, dtau, (g, False, None)
+        return dA, dB, _dtau(full, dB), (g, False, None)
 
     @staticmethod
     def input_grad(gz, x, A, B, tau, c1, c2, aux):
@@ -192,17 +192,27 @@ def _from_nhwc(v, shape):
     return v.view(n, h, w, c).permute(0, 3, 1, 2)
 
 
+def _tlu_mask(g, y_tau):
+    """TLU's backward: g where y > tau, else 0, written into the buffer of ``y_tau`` = y - tau
+    (a new tensor of the caller's, which may then become dx). y is recomputed from x: the output
+    may have been changed in place since (an inplace activation after the layer), and a
+    bf16/fp16 output rounds tau itself."""
+    return torch.ops.aten.threshold_backward.grad_input(g, y_tau, 0., grad_input=y_tau)
+
+
+def _dtau(full, dB):
+    """d tau = (sum of g) - (sum of g where y > tau), or None without TLU."""
+    return None if full is None else full - dB.sum(0)
+
+
 def _grad_sums_nhwc(gv, xv, A, B, tau):
-    dtau = None
+    full = None
     if tau is not None:
         full = gv.sum((0, 1))
-        y = torch.addcmul((B - tau).unsqueeze(1), xv, A.unsqueeze(1))  # y - tau, recomputed
-        gv = torch.ops.aten.threshold_backward.grad_input(gv, y, 0., grad_input=y)  # in y
+        gv = _tlu_mask(gv, torch.addcmul((B - tau).unsqueeze(1), xv, A.unsqueeze(1)))
     dB = gv.sum(1)
     dA = (gv * xv).sum(1)
-    if tau is not None:
-        dtau = full - dB.sum(0)
-    return dA, dB, dtau, (gv, tau is not None, ('nhwc', xv))
+    return dA, dB, _dtau(full, dB), (gv, tau is not None, ('nhwc', xv))
 
 
 def _planes(x32, g):
@@ -225,17 +235,13 @@ def _plane_affine(xv, a, b, zero, one):
 
 def _grad_sums_planes(g, x32, A, B, tau, planes):
     xv, zero, one = planes
-    dtau = None
-    gv = g.view_as(xv)
+    full, gv = None, g.view_as(xv)
     if tau is not None:
         full = g.sum(dim=(0, 2, 3))
-        y = _plane_affine(xv, A, B - tau.view(1, -1), zero, one)  # y - tau, recomputed
-        gv = torch.ops.aten.threshold_backward.grad_input(gv, y, 0., grad_input=y)  # in y
+        gv = _tlu_mask(gv, _plane_affine(xv, A, B - tau[None], zero, one))
     # BatchNorm's backward reduction with mean 0, invstd 1: sum g x and sum g per plane, fused
     _, dA, dB = torch.ops.aten.native_batch_norm_backward(
         gv, xv, one, None, None, zero, one, True, 0., [False, True, True])
     n, c = x32.shape[:2]
     dA, dB = dA.view(n, c), dB.view(n, c)
-    if tau is not None:
-        dtau = full - dB.sum(0)
-    return dA, dB, dtau, (gv, tau is not None, planes)
+    return dA, dB, _dtau(full, dB), (gv, tau is not None, planes)

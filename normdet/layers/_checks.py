@@ -49,9 +49,9 @@ def flag_nonfinite(layer, *stats: torch.Tensor) -> torch.Tensor:
     non-finite; returns the 0-dim "all finite" tensor, for guarded state updates
     (``torch.where(ok, new, old)``) that leave running buffers unchanged on NaN/Inf input.
     The training loop reads the flags once per iteration (:func:`nonfinite_layers`)."""
-    ok = finite(*(s.detach() for s in stats))
-    bad = ~ok
-    layer._nonfinite = bad if getattr(layer, '_nonfinite', None) is None else layer._nonfinite | bad
+    ok = finite(*(s.detach() if s.requires_grad else s for s in stats))
+    seen = getattr(layer, '_finite', None)  # "all finite since the last check"
+    layer._finite = ok if seen is None else seen & ok
     return ok
 
 
@@ -77,15 +77,15 @@ def raise_if_nonfinite(model) -> None:
 
 def nonfinite_layers(model) -> list:
     """Names of the normdet layers in ``model`` that saw non-finite statistics in training since
-    the last call, which resets them. Layers record it on the device (``_nonfinite``, no host
+    the last call, which resets them. Layers record it on the device (``_finite``, no host
     sync); this call synchronises once, so a training loop calls it once per iteration."""
     flagged = [(name, m) for name, m in model.named_modules()
-               if getattr(m, '_nonfinite', None) is not None]
+               if getattr(m, '_finite', None) is not None]
     if not flagged:
         return []
-    flags = [m._nonfinite.to(flagged[0][1]._nonfinite.device) for _, m in flagged]
+    flags = [m._finite.to(flagged[0][1]._finite.device) for _, m in flagged]
     for _, m in flagged:
-        m._nonfinite = None
-    if not bool(torch.stack(flags).any()):  # the one host sync
+        m._finite = None
+    if bool(torch.stack(flags).all()):  # the one host sync
         return []
-    return [name or type(m).__name__ for (name, m), bad in zip(flagged, flags) if bool(bad)]
+    return [name or type(m).__name__ for (name, m), ok in zip(flagged, flags) if not bool(ok)]

@@ -11,6 +11,7 @@ Works with any backend, gloo on CPU included.
 import torch
 import torch.distributed as dist
 
+from ._affine import as_dtype
 from ._checks import flag_nonfinite
 
 DIMS = (0, 2, 3)
@@ -94,8 +95,8 @@ def update_running_stats(layer, mean: torch.Tensor, var: torch.Tensor, n: torch.
     if ok is not None:
         mean = torch.where(ok, mean, layer.running_mean)
         var = torch.where(ok, var, layer.running_var)
-    layer.running_mean.lerp_(mean.to(layer.running_mean.dtype), momentum)
-    layer.running_var.lerp_(var.to(layer.running_var.dtype), momentum)
+    layer.running_mean.lerp_(as_dtype(mean, layer.running_mean.dtype), momentum)
+    layer.running_var.lerp_(as_dtype(var, layer.running_var.dtype), momentum)
     layer.num_batches_tracked += 1
 
 

@@ -39,7 +39,7 @@ statistics; Triton kernels on CUDA).
 import torch
 from torch import nn
 
-from ._affine import backend
+from ._affine import as_dtype, backend
 from ._checks import check_batch_stats, check_input, flag_nonfinite, upcast
 from ._dist import (all_reduce_sum, batch_moments, sync_world_size, unbias,
                     update_running_stats)
@@ -61,7 +61,7 @@ class _DNFunction(torch.autograd.Function):
         rstd = (var + eps)^-1/2            g_var -= g_rstd rstd^3 / 2
         mu = mean m, var = mean (v + (m - mu)^2)   over the batch (all processes with sync_stats:
                                            the batch gradients g_mu, g_var are summed over them)
-        dx = A g + g_m / HW + (2 g_v / HW) (x - m)
+        dx = A g + (g_m + 2 g_v (x - m)) / HW + (g_mu + 2 g_var (x - mu)) / count
 
     ``tests/test_dn.py`` holds it to a float64 autograd reference and gradcheck."""
 
@@ -73,24 +73,26 @@ class _DNFunction(torch.autograd.Function):
         sync = layer.training and sync_world_size(layer.sync_stats) > 1
         if layer.training:
             mu, var, count = batch_moments(m, v, hw, layer.sync_stats)
+            # var = mean(v + (m - mu)^2) is finite only if every m, v (and so mu) is
             update_running_stats(layer, mu, var, count, layer.momentum,
-                                 flag_nonfinite(layer, mu, var))
+                                 flag_nonfinite(layer, var))
         else:
-            mu, var = layer.running_mean.to(dtype), layer.running_var.to(dtype)
+            mu, var = as_dtype(layer.running_mean, dtype), as_dtype(layer.running_var, dtype)
             count = None
         rstd = torch.rsqrt(var + layer.eps)
         s, sc_saved = layer._sc_forward(m, v, mu, var, rstd, count)
         # (no autograd inside a Function's forward: no detach needed)
-        w1_, b1_, w2_, b2_ = (t.to(dtype) for t in (w1, b1, w2, b2))
+        w1_, b1_, w2_, b2_ = (as_dtype(t, dtype) for t in (w1, b1, w2, b2))
         a1 = torch.addmm(b1_, s, w1_.t())
         h = a1.clamp(min=0)
         o = torch.addmm(b2_, h, w2_.t())
         c = layer.num_features
-        gamma = weight.to(dtype) + o[:, :c]
+        gamma = o[:, :c] + as_dtype(weight, dtype)
         a = gamma * rstd
-        b = bias.to(dtype) + o[:, c:] - a * mu
-        a_full, b_full = a.expand(n, -1), b.expand(n, -1)
-        z = ops.affine(x, a_full, b_full, None)
+        b = torch.addcmul(o[:, c:] + as_dtype(bias, dtype), a, mu, value=-1)
+        if a.shape[0] != n:  # DN-C: one affine for the batch
+            a, b = a.expand(n, -1), b.expand(n, -1)
+        z = ops.affine(x, a, b, None)
         ctx.save_for_backward(x, m, v, mu, rstd, s, a1, h, gamma, a)
         ctx.sc_saved, ctx.count, ctx.sync, ctx.ops, ctx.layer = sc_saved, count, sync, ops, layer
         ctx.params = (w1_, w2_)
@@ -100,41 +102,56 @@ class _DNFunction(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gz):
-        x, m, v, mu, rstd, s, a1, h, gamma, a = ctx.saved_tensors
+        x, m, v, mu, rstd, s, a1, h, gamma, a_full = ctx.saved_tensors
         ops, layer, (w1_, w2_) = ctx.ops, ctx.layer, ctx.params
-        n, c, hw = x.shape[0], x.shape[1], x.shape[2] * x.shape[3]
-        a_full = a.expand(n, -1)
+        c, hw = x.shape[1], x.shape[2] * x.shape[3]
         dA, dB, _, aux = ops.grad_sums(gz, x, a_full, None, None)  # no TLU: no B needed
-        if a.shape[0] == 1:  # DN-C: one affine for the batch
-            dA, dB = dA.sum(0, keepdim=True), dB.sum(0, keepdim=True)
-        g_bias = dB.sum(0)
-        gA = dA - dB * mu
-        g_mu = -(dB * a).sum(0)
+        a = a_full
+        if gamma.shape[0] == 1:  # DN-C: one affine for the batch
+            dA, dB, a = dA.sum(0, keepdim=True), dB.sum(0, keepdim=True), a_full[:1]
+        gA = torch.addcmul(dA, dB, mu, value=-1)
         g_gamma = gA * rstd
-        g_weight = g_gamma.sum(0)
-        g_rstd = (gA * gamma).sum(0)
         go = torch.cat([g_gamma, dB], dim=1)  # d[dgamma, dbeta]
-        g_w2, g_b2 = go.t() @ h, go.sum(0)
-        g_a1 = (go @ w2_) * (a1 > 0)
+        g_b2 = go.sum(0)
+        g_weight, g_bias = g_gamma.sum(0), dB.sum(0)
+        g_w2 = go.t() @ h
+        g_a1 = torch.ops.aten.threshold_backward(go @ w2_, a1, 0.)  # through the ReLU
         g_w1, g_b1 = g_a1.t() @ s, g_a1.sum(0)
-        g_s = g_a1 @ w1_
-        g_m, g_v, g_mu_s, g_var_s, g_rstd_s = layer._sc_backward(g_s, m, v, mu, rstd,
-                                                                 ctx.sc_saved, ctx.count)
-        g_mu = g_mu + g_mu_s
-        g_rstd = g_rstd + g_rstd_s
-        g_var = g_var_s - 0.5 * g_rstd * rstd.pow(3)
+        # the SC input's gradient: g_m and g_v2 = 2 g_v per sample (None: 0), and the batch's
+        g_m, g_v2, g_mu, g_var, g_rstd = layer._sc_backward(g_a1 @ w1_, m, v, mu, rstd,
+                                                           ctx.sc_saved, ctx.count)
+        g_mu = _plus(g_mu, -torch.linalg.vecdot(dB, a, dim=0))  # through B = ... - A mu
+        g_rstd = _plus(g_rstd, torch.linalg.vecdot(gA, gamma, dim=0))  # through A
+        g_var = _plus(g_var, g_rstd * rstd.pow(3) * -0.5)
+        # dx = A g + c1 + c2 x, from m, v (per sample, over HW pixels) and mu, var (over the
+        # batch's count pixels, in training; eval's running statistics have no gradient to x):
+        #   c2 = 2 g_v / HW + 2 g_var / count
+        #   c1 = (g_m - 2 g_v m) / HW + (g_mu - 2 g_var mu) / count
+        c1 = c2 = None
+        if g_v2 is not None:
+            c2 = g_v2 / hw
+            c1 = (torch.addcmul(g_m, g_v2, m, value=-1) if g_m is not None else g_v2 * -m) / hw
+        elif g_m is not None:
+            c1 = g_m / hw
         if layer.training:  # mu, var are the batch's: back to every sample's m, v
             if ctx.sync:
                 g_mu, g_var = all_reduce_sum(g_mu), all_reduce_sum(g_var)
-            per = hw / ctx.count  # a number, or the all-reduced count (a tensor)
-            g_m = g_m + (g_mu + 2 * g_var * (m - mu)) * per
-            g_v = g_v + g_var.expand(n, -1) * per
-        c2 = g_v * (2 / hw)
-        c1 = g_m / hw - c2 * m
+            per = 1 / ctx.count  # a number, or 1 / the all-reduced count (a tensor)
+            gvk = g_var * (2 * per)
+            c2 = gvk.expand_as(m) if c2 is None else c2 + gvk
+            cvec = torch.addcmul(g_mu * per, gvk, mu, value=-1)
+            c1 = cvec.expand_as(m) if c1 is None else c1 + cvec
+        if c2 is None:  # eval with nothing from the SC input
+            c2 = torch.zeros_like(m)
         dx = ops.input_grad(gz, x, a_full, None, None, c1, c2, aux)
         wd, sd = ctx.dtypes
-        return (dx, g_weight.to(wd), g_bias.to(wd), g_w1.to(sd), g_b1.to(sd), g_w2.to(sd),
-                g_b2.to(sd), None)
+        return (dx, as_dtype(g_weight, wd), as_dtype(g_bias, wd), as_dtype(g_w1, sd),
+                as_dtype(g_b1, sd), as_dtype(g_w2, sd), as_dtype(g_b2, sd), None)
+
+
+def _plus(t, u):
+    """t + u, with None for 0."""
+    return u if t is None else t + u
 
 
 class _DynamicNorm(nn.Module):
@@ -157,7 +174,7 @@ class _DynamicNorm(nn.Module):
         self.register_buffer('running_mean', torch.zeros(num_features))
         self.register_buffer('running_var', torch.ones(num_features))
         self.register_buffer('num_batches_tracked', torch.zeros((), dtype=torch.long))
-        self._nonfinite = None
+        self._finite = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -191,18 +208,16 @@ class _DynamicNorm(nn.Module):
 
     def _sc_backward(self, g_s, m, v, mu, rstd, saved, count):
         """The gradients of the SC input with respect to (m, v) per sample and to the batch's
-        (mu, var, rstd): (g_m, g_v, g_mu, g_var, g_rstd)."""
+        (mu, var, rstd): (g_m, 2 g_v, g_mu, g_var, g_rstd), None where zero."""
         c = self.num_features
         g1, g2 = g_s[:, :c], g_s[:, c:]
-        zero_c = torch.zeros_like(mu)
         if self.per_sample:
-            (q,) = saved
+            (q,) = saved  # q = sqrt(v + eps): dq / dv = 1 / (2 q)
             if self.sc_input_kind == 'raw':
-                return g1, g2 * 0.5 / q, zero_c, zero_c, zero_c
-            g_rstd = (g1 * (m - mu)).sum(0) + (g2 * q).sum(0)
+                return g1, g2 / q, None, None, None
+            g_rstd = torch.linalg.vecdot(g1, m - mu, dim=0) + torch.linalg.vecdot(g2, q, dim=0)
             g_m = g1 * rstd
-            g_mu = -g_m.sum(0)
-            return g_m, g2 * rstd * 0.5 / q, g_mu, zero_c, g_rstd
+            return g_m, g2 * rstd / q, -g_m.sum(0), None, g_rstd
         su, k = saved
         g1, g2 = g1[0], g2[0]
         if self.sc_input_kind == 'raw':
@@ -210,8 +225,7 @@ class _DynamicNorm(nn.Module):
         else:
             g_mu = g1 / su
             g_su = -g1 * mu / su.square() + (g2 - g2.mean()) / su
-        zero_nc = torch.zeros_like(m)
-        return zero_nc, zero_nc, g_mu, g_su * 0.5 / su * k, zero_c
+        return None, None, g_mu, g_su * 0.5 / su * k, None
 
     def coefficients(self, mu, var, s):
         """(A, B) of y = A x + B: BN with the running or batch (mu, var) and the SC module's

@@ -26,7 +26,7 @@ Choices the paper leaves open, made here:
 import torch
 from torch import nn
 
-from ._affine import backend, compute_dtype
+from ._affine import as_dtype, backend, compute_dtype
 from ._checks import check_input, flag_nonfinite
 
 LEARNABLE_EPS = (False, True, 'auto')
@@ -45,11 +45,12 @@ class _FRNFunction(torch.autograd.Function):
         nu2 = ops.stats(x, 'nu2')[0]
         if layer.training:
             flag_nonfinite(layer, nu2)
-        eps = eps0 + (eps_l.detach().to(dtype).abs() * on if eps_l is not None else 0.0)
+        # (no autograd inside a Function's forward: no detach needed)
+        eps = eps0 + (as_dtype(eps_l, dtype).abs() * on if eps_l is not None else 0.0)
         rs = torch.rsqrt(nu2 + eps)
-        a = weight.detach().to(dtype) * rs
-        b = bias.detach().to(dtype).unsqueeze(0).expand_as(a)
-        t = None if tau is None else tau.detach().to(dtype)
+        a = as_dtype(weight, dtype) * rs
+        b = as_dtype(bias, dtype).expand_as(a)
+        t = None if tau is None else as_dtype(tau, dtype)
         z = ops.affine(x, a, b, t)
         ctx.save_for_backward(x, weight, rs, eps_l)  # not z: an inplace op may change it
         ctx.ops, ctx.on, ctx.tlu, ctx.b = ops, on, tau is not None, b
@@ -61,17 +62,19 @@ class _FRNFunction(torch.autograd.Function):
     def backward(ctx, gz):
         x, weight, rs, eps_l = ctx.saved_tensors
         ops, hw = ctx.ops, x.shape[2] * x.shape[3]
-        w = weight.to(rs.dtype)
+        w = as_dtype(weight, rs.dtype)
         a = w * rs
         dA, dB, dtau, aux = ops.grad_sums(gz, x, a, ctx.b, ctx.tau)
         g_nu2 = dA * w * rs.pow(3) * -0.5
         dx = ops.input_grad(gz, x, a, ctx.b, ctx.tau, None, g_nu2 * (2 / hw), aux)
-        dweight = (dA * rs).sum(0).to(weight.dtype)
-        dbias = dB.sum(0).to(weight.dtype)
+        wd = weight.dtype
+        dweight = as_dtype(torch.linalg.vecdot(dA, rs, dim=0), wd)
+        dbias = as_dtype(dB.sum(0), wd)
         d_eps = None
         if eps_l is not None:
-            d_eps = (g_nu2.sum() * ctx.on * torch.sign(eps_l.to(rs.dtype))).to(eps_l.dtype)
-        return (dx, dweight, dbias, None if dtau is None else dtau.to(weight.dtype), d_eps,
+            d_eps = as_dtype(g_nu2.sum() * ctx.on * torch.sign(as_dtype(eps_l, rs.dtype)),
+                             eps_l.dtype)
+        return (dx, dweight, dbias, None if dtau is None else as_dtype(dtau, wd), d_eps,
                 None, None, None)
 
 
@@ -91,7 +94,7 @@ class FRN(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_features))
         self.tau = nn.Parameter(torch.empty(num_features)) if tlu else None
         self.eps_l = nn.Parameter(torch.empty(1)) if learnable_eps else None
-        self._nonfinite = None
+        self._finite = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -44,7 +44,7 @@ cross-GPU reduction unnecessary).
 import torch
 from torch import nn
 
-from ._affine import backend
+from ._affine import as_dtype, backend
 from ._checks import check_input, flag_nonfinite, upcast
 from ._dist import all_reduce_mean_no_grad
 
@@ -68,18 +68,17 @@ class _MABNFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, layer, stats):
         var, std, r, slot, warm = stats
         ops = backend(x)
-        a = (weight.to(std.dtype) * r / std).unsqueeze(0).expand(x.shape[0], -1)
-        b = bias.to(std.dtype).unsqueeze(0).expand(x.shape[0], -1)
-        ctx.save_for_backward(x, weight, std, r)
+        a = (as_dtype(weight, std.dtype) * r / std).expand(x.shape[0], -1)
+        b = as_dtype(bias, std.dtype).expand(x.shape[0], -1)
+        ctx.save_for_backward(x, weight, std, r, a)
         ctx.layer, ctx.slot, ctx.warm, ctx.ops = layer, slot, warm, ops
         return ops.affine(x, a, b, None)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
-        x, weight, std, r = ctx.saved_tensors
+        x, weight, std, r, a = ctx.saved_tensors
         layer, ops, n = ctx.layer, ctx.ops, x.shape[0]
-        a = (weight.to(std.dtype) * r / std).unsqueeze(0).expand(n, -1)
         sum_dyx, sum_dy, _, aux = ops.grad_sums(dy, x, a, None, None)  # no TLU: no B needed
         count = n * x.shape[2] * x.shape[3]
         # gz_t = mean_{n,h,w} g z with g = dy gamma r and z = x / std
@@ -91,7 +90,7 @@ class _MABNFunction(torch.autograd.Function):
         dx = ops.input_grad(dy, x, a, None, None, None, c2, aux)
         dweight = sum_dyx.sum(0) * r / std
         dbias = sum_dy.sum(0)
-        return dx, dweight.to(weight.dtype), dbias.to(weight.dtype), None, None
+        return dx, as_dtype(dweight, weight.dtype), as_dtype(dbias, weight.dtype), None, None
 
 
 class MABN(nn.Module):
@@ -116,7 +115,7 @@ class MABN(nn.Module):
         self.register_buffer('gz_buffer', torch.zeros(buffer_size, num_features))
         self.register_buffer('iters', torch.zeros((), dtype=torch.long))
         self._last = None  # this iteration's statistics, for a recomputed forward
-        self._nonfinite = None
+        self._finite = None
         self._host_iters = None  # the counter on the host, so training never reads the device
 
     def _load_from_state_dict(self, *args, **kwargs):
