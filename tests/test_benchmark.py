@@ -24,37 +24,40 @@ def test_benchmark_writes_every_layer(tmp_path, capsys):
     assert '| DNB | 2x32x24x32 | bf16 | channels_last |' in printed
 
 
+def _benchmark_train(tmp_path, norm, *flags):
+    """The rows of tools/benchmark_train.py on SSDLite-mini's BN and ``norm`` configs (one tiny
+    repeat at 2 images of the tiny synthetic set) with ``flags``."""
+    out = tmp_path / 'train.json'
+    tool('benchmark_train').main([
+        config_path('mini/ssdlite', 'BN'), config_path('mini/ssdlite', norm), '--device', 'cpu',
+        '--iters', '1', '--repeats', '2', '--warmup', '1', *flags, '--out', str(out),
+        '--cfg-options', 'train_dataloader.batch_size=2', 'synthetic_data=tiny'])
+    rows = json.loads(out.read_text())['rows']
+    for r in rows:
+        assert r['images'] == 2 and 0 < r['img_s_min'] <= r['img_s_median'] <= r['img_s_max']
+        assert r['ratio_to_bn'] > 0
+    assert rows[0]['ratio_to_bn'] == rows[1]['ratio_to_bn'] == 1.0
+    return rows
+
+
 def test_benchmark_train_times_each_layout(tmp_path, capsys, synthetic_data):
     """tools/benchmark_train.py on two SSDLite-mini configs in both layouts (one tiny repeat):
     a row per config and layout, ratios to BN in the same layout, channels_last to NCHW."""
-    out = tmp_path / 'train.json'
-    tool('benchmark_train').main([
-        config_path('mini/ssdlite', 'BN'), config_path('mini/ssdlite', 'DNB'), '--device', 'cpu',
-        '--iters', '1', '--repeats', '2', '--warmup', '1', '--layouts', 'nchw', 'channels_last',
-        '--out', str(out), '--cfg-options', 'train_dataloader.batch_size=2', 'synthetic_data=tiny'])
-    rows = json.loads(out.read_text())['rows']
+    rows = _benchmark_train(tmp_path, 'DNB', '--layouts', 'nchw', 'channels_last')
     assert [(r['norm'], r['layout']) for r in rows] == [
         ('bn', 'nchw'), ('bn', 'channels_last'), ('dnb', 'nchw'), ('dnb', 'channels_last')]
     for r in rows:
-        assert r['images'] == 2 and 0 < r['img_s_min'] <= r['img_s_median'] <= r['img_s_max']
-        assert r['ratio_to_bn'] > 0 and (r['layout'] == 'nchw') == ('ratio_to_nchw' not in r)
-    assert rows[0]['ratio_to_bn'] == rows[1]['ratio_to_bn'] == 1.0
+        assert (r['layout'] == 'nchw') == ('ratio_to_nchw' not in r)
     assert '| configs/mini/ssdlite_dnb.py | channels_last | fused | 2 |' in capsys.readouterr().out
 
 
 def test_benchmark_train_times_each_optimizer(tmp_path, capsys, synthetic_data):
     """--optimizers: a row per config and optimizer implementation, each with its flag (the
     config's fused AdamW turned off for foreach), ratios to BN with the same one and to foreach."""
-    out = tmp_path / 'train.json'
-    tool('benchmark_train').main([
-        config_path('mini/ssdlite', 'BN'), config_path('mini/ssdlite', 'FRN'), '--device', 'cpu',
-        '--iters', '1', '--repeats', '2', '--warmup', '1', '--optimizers', 'foreach', 'fused',
-        '--out', str(out), '--cfg-options', 'train_dataloader.batch_size=2', 'synthetic_data=tiny'])
-    rows = json.loads(out.read_text())['rows']
+    rows = _benchmark_train(tmp_path, 'FRN', '--optimizers', 'foreach', 'fused')
     assert [(r['norm'], r['optimizer']) for r in rows] == [
         ('bn', 'foreach'), ('bn', 'fused'), ('frn', 'foreach'), ('frn', 'fused')]
     for r in rows:
-        assert r['ratio_to_bn'] > 0 and 'ratio_to_nchw' not in r
+        assert 'ratio_to_nchw' not in r
         assert (r['optimizer'] == 'foreach') == ('ratio_to_foreach' not in r)
-    assert rows[0]['ratio_to_bn'] == rows[1]['ratio_to_bn'] == 1.0
     assert '| configs/mini/ssdlite_frn.py | nchw | fused | 2 |' in capsys.readouterr().out

@@ -104,7 +104,7 @@ class _DNFunction(torch.autograd.Function):
     def backward(ctx, gz):
         x, m, v, mu, rstd, s, a1, h, gamma, a_full = ctx.saved_tensors
         ops, layer, (w1_, w2_) = ctx.ops, ctx.layer, ctx.params
-        c, hw = x.shape[1], x.shape[2] * x.shape[3]
+        hw = x.shape[2] * x.shape[3]
         dA, dB, _, aux = ops.grad_sums(gz, x, a_full, None, None)  # no TLU: no B needed
         a = a_full
         if gamma.shape[0] == 1:  # DN-C: one affine for the batch
