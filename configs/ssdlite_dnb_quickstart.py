@@ -4,7 +4,7 @@
 # 256 val images. The model and recipe are the mini config's; what differs is how it runs, to
 # train in about 5 minutes on a 2-core CPU (docs/results.md has the AP-versus-time curve):
 # - channels_last memory (the same model and weights: normdet's layers have channels_last CPU
-#   paths; 0.84x the NCHW time of a DN-B step, docs/performance.md);
+#   paths; 0.84-0.92x the NCHW time of a DN-B step in two runs, docs/performance.md);
 # - the images loaded in the training process (num_workers=0), without the instance masks
 #   SSDLite does not use: on 2 cores handing a batch over from a worker process costs more
 #   (about 27 ms for 16 images) than loading it (11 ms);
