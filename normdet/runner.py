@@ -32,7 +32,8 @@ It is idempotent: the prepared config (dumped into the work dir) prepares to its
 (``to_memory_format``): its conv weights are converted once built, so every conv output, and
 every norm's input, is channels_last; numerically it is the same model. normdet's layers have
 channels_last paths of their own. On the 2-core CPU it trains SSDLite-mini faster with every norm
-(docs/performance.md); the configs stay NCHW, the layout the study was measured in.
+(docs/performance.md). The quick start runs in it; the other configs stay NCHW, the layout the
+study was trained in.
 """
 import copy
 import os

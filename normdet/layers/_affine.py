@@ -30,6 +30,8 @@ import os
 
 import torch
 
+from ._checks import upcast
+
 
 @functools.cache
 def _triton_ops():
@@ -68,10 +70,6 @@ def as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t if t.dtype == dtype else t.to(dtype)
 
 
-def _f32(x):
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-
-
 def _nc(t: torch.Tensor) -> torch.Tensor:
     return t.view(t.shape[0], t.shape[1], 1, 1)
 
@@ -94,7 +92,7 @@ class TorchOps:
     def stats(x: torch.Tensor, kind: str):
         """'nu2': (mean x^2,); 'moments': (mean, biased variance), per (n, c) over (H, W)."""
         hw = x.shape[2] * x.shape[3]
-        x32 = _f32(x)
+        x32 = upcast(x)
         xv = _nhwc(x32)
         if xv is not None:  # channels_last on the CPU: (N, HW, C), reductions over HW
             if kind == 'nu2':
@@ -114,11 +112,11 @@ class TorchOps:
         xv = _nhwc(x)
         if xv is not None:  # into a channels_last tensor of its own (the output is no view)
             y = torch.empty_like(x, dtype=compute_dtype(x))
-            yv = torch.addcmul(B.unsqueeze(1), _f32(xv), A.unsqueeze(1), out=_nhwc(y))
+            yv = torch.addcmul(B.unsqueeze(1), upcast(xv), A.unsqueeze(1), out=_nhwc(y))
             if tau is not None:
                 yv.clamp_(min=tau)
             return y.to(x.dtype)
-        y = (_f32(x) * _nc(A)).add_(_nc(B))
+        y = (upcast(x) * _nc(A)).add_(_nc(B))
         if tau is not None:
             y = y.clamp_(min=tau.view(1, -1, 1, 1))
         return y.to(x.dtype)
@@ -127,7 +125,7 @@ class TorchOps:
     def grad_sums(gz, x, A, B, tau):
         """(dA, dB, dtau, aux): per-(n, c) sums over (H, W) of g x and g, where g is gz masked by
         TLU (where y > tau), tau's gradient (None without TLU), and what input_grad reuses."""
-        g, x32 = _f32(gz), _f32(x)
+        g, x32 = upcast(gz), upcast(x)
         planes = _planes(x32, g)
         if planes is not None:
             return _grad_sums_planes(g, x32, A, B, tau, planes)
@@ -149,7 +147,7 @@ class TorchOps:
         channels_last: ('nhwc', x as (N, HW, C)); else None), consumed: its buffer may become
         dx."""
         g, own, planes = aux
-        x32 = _f32(x)
+        x32 = upcast(x)
         if planes is not None and isinstance(planes[0], str):  # ('nhwc', x as (N, HW, C))
             xv, a, c2 = planes[1], A.unsqueeze(1), c2.unsqueeze(1)
             if own:  # g's buffer becomes dx
