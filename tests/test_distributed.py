@@ -38,7 +38,9 @@ def bash(*args, timeout=540, **extra):
 
 
 def check(r):
-    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-5000:])
+    if r.returncode != 0:  # pytest.fail: the whole tail, where an assert message is cut short
+        pytest.fail(f'exit status {r.returncode}\n--- stdout (end) ---\n{r.stdout[-3000:]}\n'
+                    f'--- stderr (end) ---\n{r.stderr[-6000:]}')
     return r
 
 
@@ -142,6 +144,50 @@ def test_a_tool_error_is_printed_once(coco8, tmp_path):
     assert len(lines) == 1, r.stderr[-3000:]
     assert "dataset root '/no/such/coco/' does not exist" in lines[0]
     assert 'Traceback' not in r.stderr and 'ChildFailedError' not in r.stderr
+
+
+EXIT_TOOL = '''
+import atexit, sys
+import torch.distributed as dist
+from normdet.apis import run_tool
+from normdet.errors import ConfigError
+
+
+class Finalised:
+    def __del__(self):
+        print(' finalised', end='')
+
+
+KEPT = Finalised()  # collected only by the interpreter's finalisation
+
+
+def main():
+    dist.init_process_group('gloo', init_method='file://' + sys.argv[1], rank=0, world_size=1)
+    atexit.register(lambda: open(sys.argv[1] + '.atexit', 'w').write('ran'))
+    print('the tool printed this', end='')  # not flushed yet
+    if sys.argv[2] == 'fail':
+        raise ConfigError('a bad config')
+
+
+run_tool(main)
+'''
+
+
+@pytest.mark.parametrize('outcome,code', [('ok', 0), ('fail', 1)])
+def test_a_rank_exits_without_the_finalisation(outcome, code, tmp_path):
+    """run_tool ends a process of a distributed run through exit_rank: its exit status, exit
+    handlers and unflushed output are kept, and the interpreter's finalisation (in which a gloo
+    thread still letting go of the last collective's tensors aborts the process) is skipped."""
+    script = tmp_path / 'tool.py'
+    script.write_text(EXIT_TOOL)
+    store = tmp_path / 'store'
+    r = subprocess.run([sys.executable, str(script), str(store), outcome], cwd=REPO,
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=REPO))
+    assert r.returncode == code, r.stderr[-3000:]
+    assert r.stdout == 'the tool printed this', r.stdout  # flushed, and no finalisation
+    assert (tmp_path / 'store.atexit').read_text() == 'ran'
+    assert ('[normdet] error: a bad config' in r.stderr) == (outcome == 'fail'), r.stderr[-3000:]
 
 
 def test_resume_restores_every_ranks_statistics(coco8, tmp_path):

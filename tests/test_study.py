@@ -202,3 +202,26 @@ def test_sweep_finds_any_detector_config():
     with pytest.raises(ConfigError, match=known):
         sweep.parse_args(['--detector', 'yolo', '--norms', 'BN', '--batch', '2', '--epochs', '1',
                           '--work-dir', 'w'])
+
+
+def test_study_estimates_the_plan_from_one_seed(tmp_path):
+    """tools/study.py --seeds: the whole plan's time at J jobs from the runs of one seed, handed
+    out in the plan's order to the first free job; no estimate while a cell has no finished run;
+    a seed the plan does not have is refused by name."""
+    study = tool('study')
+    parts = [study.Part('a', 'mini/ssdlite', ['BN', 'GN'], [2], 1, seeds=[0, 1]),
+             study.Part('b', 'mini/ssdlite', ['BN'], [16], 1, seeds=[0, 1])]
+    for part, norm, batch, wall in [('a', 'BN', 2, 100.0), ('a', 'GN', 2, 300.0),
+                                    ('b', 'BN', 16, 50.0)]:
+        d = tmp_path / part / f'{norm}_{batch}_s0'
+        d.mkdir(parents=True)
+        (d / 'sweep_run.json').write_text(json.dumps(dict(norm=norm, batch=batch, seed=0,
+                                                         status='done', wall_s=wall)))
+    # costs in order: BN2 100, BN2 100, GN2 300, GN2 300, BN16 50, BN16 50
+    # 2 jobs: [100, 100] -> [400, 100] -> [400, 400] -> [450, 400] -> [450, 450]
+    assert study.estimate_plan(parts, str(tmp_path), 2) == (450.0, 6)
+    assert study.estimate_plan(parts, str(tmp_path), 1) == (900.0, 6)
+    parts.append(study.Part('c', 'mini/retinanet', ['BN'], [2], 1))  # not trained yet
+    assert study.estimate_plan(parts, str(tmp_path), 2) is None
+    with pytest.raises(ConfigError, match=r'--seeds \[7\]: no part of the plan has these seeds'):
+        study.main(['--seeds', '7', '--report-only', '--work-dir', str(tmp_path)])

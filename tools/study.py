@@ -2,7 +2,7 @@
 docs/results.md (numbers, paired t-tests, a verdict per claim) and its plots.
 
     python tools/study.py [--plan full|smoke] [--work-dir work_dirs/study] [--jobs 2]
-        [--parts ssdlite retinanet ...] [--results docs/results.md] [--report-only]
+        [--parts ssdlite retinanet ...] [--seeds 0] [--results docs/results.md] [--report-only]
 
 Each part of the plan is a grid of (norm, images per GPU, seed) runs of one mini config, trained
 by tools/sweep.py (resumable: finished runs are kept, an interrupted one resumes), ``--jobs`` of
@@ -10,10 +10,15 @@ them at a time (each with cores / jobs threads: on 2 cores two single-threaded r
 than one run on two threads). Every run of a part has the same data, epochs and recipe; what
 differs between runs is only what the part varies. ``--report-only`` writes the results from the
 runs already there. ``--plan smoke`` is the CI version: two one-epoch runs on a tiny dataset.
+``--seeds 0`` trains one seed of every run of the plan (its results go to WORK_DIR/results.md)
+and, from those runs' times, estimates how long the whole plan takes on this machine.
 """
 import argparse
 import concurrent.futures
 import dataclasses
+import glob
+import heapq
+import json
 import os
 import os.path as osp
 import subprocess
@@ -90,6 +95,9 @@ def parse_args(argv=None):
                    help='only these parts (default: every part of the plan but the optional)')
     p.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'study'))
     p.add_argument('--jobs', type=int, default=2, help='runs trained at a time')
+    p.add_argument('--seeds', nargs='+', type=int,
+                   help='only these seeds of each part (e.g. 0: one run per cell, to time the '
+                        'plan); the results then go to WORK_DIR/results.md')
     p.add_argument('--epochs', nargs='+', default=DEFAULT_EPOCHS,
                    metavar='DETECTOR=N', help='epochs per mini detector')
     p.add_argument('--results', default=None,
@@ -139,6 +147,35 @@ def train(parts, args) -> None:
                   f'{el / done * (len(jobs) - done) / 60:.1f} min left)', flush=True)
 
 
+def run_times(part: Part, work_dir: str) -> dict:
+    """(norm, batch) -> the wall times (s) of the part's finished runs in ``work_dir``."""
+    times = {}
+    for path in glob.glob(osp.join(work_dir, part.name, '*', 'sweep_run.json')):
+        with open(path) as f:
+            r = json.load(f)
+        if r.get('status') == 'done' and r.get('wall_s'):
+            times.setdefault((r['norm'], r['batch']), []).append(r['wall_s'])
+    return times
+
+
+def estimate_plan(parts, work_dir: str, jobs: int):
+    """Seconds the parts' runs take at ``jobs`` at a time, in the order train() hands them out,
+    each run costing the mean time of the runs of its (part, norm, batch) already trained;
+    None when a cell has no finished run."""
+    cost = []
+    for part in parts:
+        times = run_times(part, work_dir)
+        for norm, batch, _ in part.runs():
+            t = times.get((norm, batch))
+            if not t:
+                return None
+            cost.append(sum(t) / len(t))
+    free = [0.0] * max(1, jobs)  # when each of the jobs is next free
+    for c in cost:
+        heapq.heappush(free, heapq.heappop(free) + c)
+    return max(free), len(cost)
+
+
 def main(argv=None):
     args = parse_args(argv)
     epochs = dict(kv.split('=') for kv in args.epochs)
@@ -152,8 +189,24 @@ def main(argv=None):
         parts = [p for p in parts if p.name in args.parts]
     else:
         parts = [p for p in parts if not p.optional]
+    planned = parts
+    if args.seeds:
+        parts = [dataclasses.replace(p, seeds=[s for s in p.seeds if s in args.seeds])
+                 for p in parts]
+        parts = [p for p in parts if p.seeds]
+        if not parts:
+            raise ConfigError(f'--seeds {args.seeds}: no part of the plan has these seeds '
+                              f'(the plan\'s seeds are {SEEDS})')
     if not args.report_only:
         train(parts, args)
+    if args.seeds:
+        est = estimate_plan(planned, args.work_dir, args.jobs)
+        if est:
+            print(f'[study] the whole plan ({est[1]} runs) at {args.jobs} at a time on this '
+                  f'machine: about {est[0] / 3600:.2f} h (each run costing the mean time of '
+                  'its part, norm and batch here)', flush=True)
+        if not args.results:
+            args.results = osp.join(args.work_dir, 'results.md')
     from normdet.results import write_results
     out = args.results or (osp.join(REPO, 'docs', 'results.md') if args.plan == 'full'
                            else osp.join(args.work_dir, 'results.md'))
