@@ -19,7 +19,7 @@ import sys
 
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.dist import is_main_process
+from mmengine.dist import is_distributed, is_main_process
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -295,7 +295,7 @@ def run_tool(main) -> None:
         else:
             print(message, file=sys.stderr, flush=True)
         code = 1
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    if is_distributed():
         exit_rank(code)
     if code:
         sys.exit(code)
@@ -309,7 +309,7 @@ def exit_rank(code: int) -> None:
     a tensor Python also knew takes the GIL. If that happens while the interpreter finalises,
     the thread is ended inside C++ code that may not end it, and the process aborts
     (``terminate called without an active exception``, SIGABRT) after its work is done: about
-    one 2-process CPU run in eight. The exit handlers (log files, data-loader workers) run
+    one 2-process CPU run in nine. The exit handlers (log files, data-loader workers) run
     first and the output is flushed, so nothing the tool wrote is lost."""
     atexit._run_exitfuncs()  # what the interpreter's exit runs first, before the finalisation
     for stream in (sys.stdout, sys.stderr):

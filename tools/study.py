@@ -18,7 +18,6 @@ import concurrent.futures
 import dataclasses
 import glob
 import heapq
-import json
 import os
 import os.path as osp
 import subprocess
@@ -150,9 +149,9 @@ def train(parts, args) -> None:
 def run_times(part: Part, work_dir: str) -> dict:
     """(norm, batch) -> the wall times (s) of the part's finished runs in ``work_dir``."""
     times = {}
-    for path in glob.glob(osp.join(work_dir, part.name, '*', 'sweep_run.json')):
-        with open(path) as f:
-            r = json.load(f)
+    from normdet.study import RUN_INFO, read_json
+    for path in glob.glob(osp.join(work_dir, part.name, '*', RUN_INFO)):
+        r = read_json(path)
         if r.get('status') == 'done' and r.get('wall_s'):
             times.setdefault((r['norm'], r['batch']), []).append(r['wall_s'])
     return times
