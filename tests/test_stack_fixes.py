@@ -1,6 +1,8 @@
 """normdet's fixes for mmdet 3.3.0 + mmengine 0.10.7 under torch >= 2.6: mmengine checkpoints load
 with weights_only=True (and malicious ones still do not), checkpoints are written atomically, and
-SSDLite can predict, and the JSON logs are strict JSON. ``import normdet`` alone changes nothing of the stack; ``apply()`` does."""
+SSDLite can predict, the JSON logs are strict JSON, RoI features are right in channels_last and
+torchvision's RoIAlign matches mmcv's, and pretty_text is memoised. ``import normdet`` alone
+changes nothing of the stack; ``apply()`` does."""
 import json
 import os
 import subprocess
@@ -11,12 +13,15 @@ import numpy as np
 import pytest
 import torch
 from mmdet.registry import MODELS
+from mmengine.config import Config
 from mmengine.registry import HOOKS, VISBACKENDS
 from mmdet.testing import demo_mm_inputs
 
 import normdet
 from mm_utils import packaged
 from normdet import stack_fixes
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 MAKE_CHECKPOINT = textwrap.dedent('''
     import sys, numpy as np, torch
@@ -185,3 +190,48 @@ def test_logs_are_strict_json(tmp_path):
         {'coco/bbox_mAP_s': float('nan'), 'coco/bbox_mAP': 0.5, 'per_class': [1.0, float('inf')]})
     assert json.loads(json.dumps(tags)) == {'coco/bbox_mAP_s': None, 'coco/bbox_mAP': 0.5,
                                             'per_class': [1.0, None]}
+
+
+def test_torchvision_roi_align_matches_mmcv():
+    """The mini Mask R-CNN's RoI extractors use torchvision's RoIAlign (faster on the CPU): the
+    same features and gradients as mmcv's op, bit for bit."""
+    cfg = Config.fromfile(os.path.join(REPO, 'configs', 'mini', 'mask_rcnn_bn.py'))
+    for key, size in (('bbox_roi_extractor', 7), ('mask_roi_extractor', 14)):
+        extractor = cfg.model.roi_head[key]
+        assert extractor.roi_layer.use_torchvision and extractor.roi_layer.output_size == size
+        tv = MODELS.build(extractor)
+        mmcv_op = MODELS.build(dict(extractor, roi_layer=dict(extractor.roi_layer,
+                                                              use_torchvision=False)))
+        torch.manual_seed(0)
+        feats = [torch.randn(2, 128, s, s) for s in (32, 16, 8, 4)]
+        boxes = torch.rand(40, 2, 2) * 128
+        rois = torch.cat([torch.randint(0, 2, (40, 1)).float(), boxes.min(1)[0],
+                          boxes.max(1)[0]], 1)
+
+        def run(op):
+            xs = [f.clone().requires_grad_() for f in feats]
+            out = op(tuple(xs), rois)
+            out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+            return out.detach(), [x.grad for x in xs]
+        (got, grads), (want, want_grads) = run(tv), run(mmcv_op)
+        assert got.shape == (40, 128, size, size) and got.abs().sum() > 0
+        assert torch.equal(got, want)
+        assert all(torch.equal(g, w) for g, w in zip(grads, want_grads))
+
+
+def test_pretty_text_memoised(monkeypatch):
+    """After apply(), a config's pretty_text is formatted once for the same content and again
+    once the config changes, with mmengine's own text either way."""
+    stack_fixes.apply()
+    calls = []
+    fget = stack_fixes._PRETTY_TEXT.fget
+    monkeypatch.setattr(stack_fixes, '_PRETTY_TEXT',
+                        property(lambda cfg: calls.append(1) or fget(cfg)))
+    monkeypatch.setattr(stack_fixes, '_PRETTY_MEMO', {})
+    cfg = Config.fromfile(os.path.join(REPO, 'configs', 'mini', 'ssdlite_bn.py'))
+    text = cfg.pretty_text
+    assert text == fget(cfg) and 'max_epochs=12' in text
+    assert cfg.pretty_text is text and len(calls) == 1
+    cfg.train_cfg.max_epochs = 5
+    changed = cfg.pretty_text
+    assert len(calls) == 2 and 'max_epochs=5' in changed and changed == fget(cfg)
