@@ -220,10 +220,14 @@ model = dict(
                 32,
             ],
             out_channels=128,
-            roi_layer=dict(output_size=7, sampling_ratio=0, type='RoIAlign'),
+            roi_layer=dict(
+                output_size=7,
+                sampling_ratio=0,
+                type='RoIAlign',
+                use_torchvision=True),
             type='NormDetSingleRoIExtractor'),
         mask_head=dict(
-            conv_out_channels=128,
+            conv_out_channels=64,
             in_channels=128,
             loss_mask=dict(
                 loss_weight=1.0, type='CrossEntropyLoss', use_mask=True),
@@ -240,7 +244,11 @@ model = dict(
                 32,
             ],
             out_channels=128,
-            roi_layer=dict(output_size=14, sampling_ratio=0, type='RoIAlign'),
+            roi_layer=dict(
+                output_size=14,
+                sampling_ratio=0,
+                type='RoIAlign',
+                use_torchvision=True),
             type='NormDetSingleRoIExtractor'),
         type='StandardRoIHead'),
     rpn_head=dict(
