@@ -7,7 +7,7 @@ and gives them back to the kernel when they are freed, and it trims the free top
 Every training step frees its activations and allocates them again, so each step touches
 thousands of new pages, and each first touch is a page fault the kernel serves by zeroing a page.
 On the 2-core machine, SSDLite-mini at 2 images took 4,800 (BN) to 9,100 (DN-B) faults a step,
-10-20 ms of system time (``docs/performance.md``, "The CPU allocator").
+10-20 ms of system time (``docs/performance.md``, "CPU: the allocator").
 
 :func:`keep_freed_memory` sets the two thresholds once (``mallopt``): blocks below 32 MiB (the
 largest mmap threshold glibc accepts on 64-bit) come from the heap, and up to 1 GiB of free
