@@ -33,10 +33,15 @@ print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 
 '''
 
 
-def _faults_per_step(malloc: str):
+def _python(code: str, malloc: str) -> list:
+    """The words ``code`` prints, run in a fresh interpreter with NORMDET_MALLOC=``malloc``."""
     env = dict(os.environ, NORMDET_MALLOC=malloc)
-    out = subprocess.run([sys.executable, '-c', STEPS], env=env, capture_output=True, text=True,
-                         cwd=REPO, check=True).stdout.split()
+    return subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
+                          cwd=REPO, check=True).stdout.split()
+
+
+def _faults_per_step(malloc: str):
+    out = _python(STEPS, malloc)
     return out[-2] == 'True', int(out[-1])
 
 
@@ -69,6 +74,4 @@ def test_the_tools_set_it():
     assert apis.keep_freed_memory.__module__ == 'normdet.allocator'
     code = ('import normdet.apis as a, normdet.allocator as m\n'
             'a.run_tool(lambda: None)\nprint(m.keep_freed_memory.cache_info().currsize)')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                         cwd=REPO, env=dict(os.environ, NORMDET_MALLOC='keep'), check=True).stdout
-    assert out.split()[-1] == '1'  # run_tool called it before the tool's main
+    assert _python(code, 'keep')[-1] == '1'  # run_tool called it before the tool's main
