@@ -1,7 +1,10 @@
 """tools/benchmark_norms.py runs (tiny shapes) and writes its table: the numbers are for reading,
-so only their presence and consistency are checked, never a time."""
+so only their presence and consistency are checked, never a time; tools/count_instructions.py's
+bookkeeping, and a real count under callgrind."""
 import json
+import shutil
 
+import pytest
 from mm_utils import config_path, tool
 
 
@@ -61,3 +64,36 @@ def test_benchmark_train_times_each_optimizer(tmp_path, capsys, synthetic_data):
         assert 'ratio_to_nchw' not in r
         assert (r['optimizer'] == 'foreach') == ('ratio_to_foreach' not in r)
     assert '| configs/mini/ssdlite_frn.py | nchw | fused | 2 |' in capsys.readouterr().out
+
+
+def test_count_instructions_parses_dumps_and_ratios(tmp_path):
+    """tools/count_instructions.py's bookkeeping: callgrind's dumps read in their numeric order
+    (cg.out.10 after cg.out.9), and ratios to BN at the same shape only."""
+    count = tool('count_instructions')
+    for i, total in enumerate([7, 100, 250, 400, 900, 1000, 1500, 2000, 2500, 3000], start=1):
+        (tmp_path / f'cg.out.{i}').write_text(f'events: Ir\nsummary: {total}\n')
+    found = count.counts(str(tmp_path))
+    assert found == [7, 100, 250, 400, 900, 1000, 1500, 2000, 2500, 3000]
+    rows = count.with_ratios([
+        dict(name='BN', shape='2,8,4,4', instructions=100.),
+        dict(name='DNB', shape='2,8,4,4', instructions=250.),
+        dict(name='DNB', shape='4,8,4,4', instructions=300.),
+        dict(name='BN', shape='8,8,2,2', instructions=40.),
+        dict(name='FRN', shape='8,8,2,2', instructions=60.)])
+    assert [r['x_bn'] for r in rows] == [1.0, 2.5, None, 1.0, 1.5]
+    assert '| DNB 2,8,4,4 | 0.00 M | **2.50** |' in count.table(rows)
+
+
+def test_count_instructions_under_callgrind(tmp_path, capsys):
+    """A real count of every layer at one tiny shape (skipped without valgrind): every layer's
+    count is positive, BN's ratio is 1, and DN-B, with its SC module, runs more instructions per
+    call than BN."""
+    if shutil.which('valgrind') is None:
+        pytest.skip('valgrind is not installed')
+    out = tmp_path / 'counts.json'
+    tool('count_instructions').main(['--shapes', '2,8,4,4', '--calls', '2', '--out', str(out)])
+    rows = {r['name']: r for r in json.loads(out.read_text())['rows']}
+    assert set(rows) == {'BN', 'GN', 'FRN', 'MABN', 'DNB', 'DNC', 'RBN'}
+    assert all(r['instructions'] > 0 for r in rows.values())
+    assert rows['BN']['x_bn'] == 1.0 and rows['DNB']['x_bn'] > 1.0
+    assert '| DNB 2,8,4,4 |' in capsys.readouterr().out

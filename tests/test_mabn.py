@@ -252,3 +252,18 @@ def test_cenconv_centres_each_filter():
     torch.testing.assert_close(out[0, :, 2:4, 2:4],
                                conv.bias.detach()[:, None, None].expand(5, 2, 2))
     assert torch.autograd.gradcheck(lambda x, w, b: conv(x), (x, conv.weight, conv.bias))
+
+
+def test_float32_layer_trains_on_float64_input():
+    """A float32 MABN fed float64 activations (statistics in float64) keeps float32 state: its
+    ring buffers and running variance take the statistics cast to their dtype, past warm-up as
+    in it."""
+    layer = MABN(4, warmup_iters=1, buffer_size=1, renorm_iters=1).train()
+    x = torch.randn(2, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    for _ in range(3):
+        layer(x).sum().backward()
+    assert x.grad.dtype == torch.float64 and torch.isfinite(x.grad).all()
+    for name in ('running_var', 'x2_buffer', 'gz_buffer'):
+        buf = getattr(layer, name)
+        assert buf.dtype == torch.float32 and torch.isfinite(buf).all(), name
+    assert not torch.equal(layer.running_var, torch.ones(4))

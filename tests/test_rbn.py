@@ -90,3 +90,20 @@ def test_bad_input():
     assert torch.equal(layer.running_mean, torch.zeros(4))
     assert torch.equal(layer.running_var, torch.ones(4))
     assert nonfinite_layers(layer) == ['RBN'] and nonfinite_layers(layer) == []
+
+
+@pytest.mark.parametrize('value', [float('nan'), float('inf'), -float('inf'), 3e38])
+def test_any_non_finite_statistic_is_caught_by_the_batch_variance(value):
+    """RBN's local path checks only the variance that torch's kernel returns: a NaN or +-Inf
+    input makes it NaN, and values whose squares overflow make it Inf (the kernel's mean, a
+    running mean, stays finite for finite inputs). The buffers stay."""
+    layer = RBN(8).train()
+    x = torch.randn(3, 8, 4, 4)
+    x[2, 5, 1, 2] = value
+    x[1, 5, 0, 0] = -abs(value)
+    before = layer.running_var.clone(), layer.running_mean.clone()
+    layer(x)
+    assert nonfinite_layers(layer) == ['RBN']
+    assert torch.equal(layer.running_var, before[0]) and torch.equal(layer.running_mean, before[1])
+    layer(torch.randn(3, 8, 4, 4))
+    assert nonfinite_layers(layer) == []

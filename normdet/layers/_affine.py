@@ -77,7 +77,7 @@ def _nc(t: torch.Tensor) -> torch.Tensor:
 def _sumsq(x32: torch.Tensor) -> torch.Tensor:
     """Per-(n, c) sum of squares over (H, W), one pass in either memory layout."""
     if x32.is_contiguous():
-        return torch.linalg.vector_norm(x32, dim=(2, 3)).square()
+        return torch.linalg.vector_norm(x32, dim=(2, 3)).square_()
     return torch.linalg.vecdot(x32.flatten(2), x32.flatten(2))  # channels_last: no copy
 
 
@@ -101,10 +101,10 @@ class TorchOps:
             d = xv - m.unsqueeze(1)
             return m, d.mul_(d).sum(1) / hw
         if kind == 'nu2':
-            return (_sumsq(x32) / hw,)
-        m = x32.sum(dim=(2, 3)) / hw
+            return (_sumsq(x32).div_(hw),)
+        m = x32.sum(dim=(2, 3)).div_(hw)
         # two passes: sum (x - m)^2 does not cancel as E[x^2] - m^2 does in float32
-        return m, _sumsq(x32 - _nc(m)) / hw
+        return m, _sumsq(x32 - _nc(m)).div_(hw)
 
     @staticmethod
     def affine(x, A, B, tau):
@@ -220,8 +220,17 @@ def _planes(x32, g):
     if x32.is_cuda or not (x32.is_contiguous() and g.is_contiguous()):
         return None
     n, c, h, w = x32.shape
-    zero = x32.new_zeros(n * c)
-    return x32.view(1, n * c, h, w), zero, torch.ones_like(zero)
+    return (x32.view(1, n * c, h, w), *_zeros_ones(n * c, x32.dtype, x32.device))
+
+
+@functools.lru_cache(maxsize=256)
+def _zeros_ones(size: int, dtype: torch.dtype, device: torch.device):
+    """Read-only zeros and ones of ``size``, made once per size: the mean and inverse std (or
+    variance) that turn BatchNorm's kernels into plain per-plane passes (two small ops fewer per
+    call; only the kernels read them)."""
+    with torch.inference_mode(False):  # ordinary tensors, whatever mode the first call runs in
+        zero = torch.zeros(size, dtype=dtype, device=device)
+        return zero, torch.ones_like(zero)
 
 
 def _plane_affine(xv, a, b, zero, one):

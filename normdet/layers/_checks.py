@@ -37,11 +37,13 @@ def check_batch_stats(layer, x: torch.Tensor, processes: int = 1) -> None:
 
 
 def finite(*stats: torch.Tensor) -> torch.Tensor:
-    """A 0-dim bool tensor on the statistics' device: all of them finite (s * 0 is 0 for finite
-    s, NaN for NaN and +-Inf: three small ops, where isfinite takes four per tensor). No host
-    sync."""
+    """A 0-dim bool tensor on the statistics' device: all of them finite (s - s is 0 for finite
+    s, NaN for NaN and +-Inf, and NaN is not equal to itself: three small ops between tensors,
+    where isfinite takes four and an op with a Python number costs twice one between tensors on
+    the CPU). No host sync."""
     s = stats[0] if len(stats) == 1 else torch.cat([t.reshape(-1) for t in stats])
-    return (s * 0 == 0).all()
+    d = s - s
+    return (d == d).all()
 
 
 def flag_nonfinite(layer, *stats: torch.Tensor) -> torch.Tensor:
@@ -51,7 +53,8 @@ def flag_nonfinite(layer, *stats: torch.Tensor) -> torch.Tensor:
     The training loop reads the flags once per iteration (:func:`nonfinite_layers`)."""
     ok = finite(*(s.detach() if s.requires_grad else s for s in stats))
     seen = getattr(layer, '_finite', None)  # "all finite since the last check"
-    layer._finite = ok if seen is None else seen & ok
+    # into the instance dict, as nn.Module's __setattr__ would put it, without its checks
+    layer.__dict__['_finite'] = ok if seen is None else seen & ok
     return ok
 
 

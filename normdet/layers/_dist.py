@@ -58,7 +58,8 @@ def batch_moments(m: torch.Tensor, v: torch.Tensor, hw: int, sync_stats: bool = 
     n = m.shape[0] * hw
     if sync_world_size(sync_stats) == 1:
         mu = m.mean(0)
-        return mu, (v + (m - mu).square()).mean(0), float(n)
+        d = m - mu
+        return mu, torch.addcmul(v, d, d).mean(0), float(n)
     total = all_reduce_sum(torch.cat([m.sum(0) * hw, m.new_full((1,), float(n))]))
     count = total[-1].detach()
     mu = total[:-1] / count
@@ -66,11 +67,11 @@ def batch_moments(m: torch.Tensor, v: torch.Tensor, hw: int, sync_stats: bool = 
     return mu, var, count
 
 
-@torch.no_grad()
 def all_reduce_mean_no_grad(sums: torch.Tensor, count: int, sync_stats: bool = False):
     """``sums / count`` for per-channel sums over ``count`` elements, over all processes when
-    ``sync_stats`` (the sums and counts of every process added); no autograd (for MABN's
-    forward and backward, which manage their gradients themselves)."""
+    ``sync_stats`` (the sums and counts of every process added); for tensors autograd does not
+    track (MABN's forward and backward, which run with grad mode off and manage their gradients
+    themselves)."""
     if sync_world_size(sync_stats) == 1:
         return sums / count
     local = torch.cat([sums, sums.new_full((1,), float(count))])
@@ -85,19 +86,21 @@ def unbias(n):
     return n / (n - 1).clamp(min=1) if torch.is_tensor(n) else n / max(n - 1, 1)
 
 
-@torch.no_grad()
-def update_running_stats(layer, mean: torch.Tensor, var: torch.Tensor, n: torch.Tensor,
-                         momentum: float, ok: torch.Tensor = None) -> None:
+def update_running_stats(layer, mean: torch.Tensor, var: torch.Tensor, n, momentum: float,
+                         ok: torch.Tensor = None) -> None:
     """torch BN's rule: momentum weighs the NEW value; running_var gets the unbiased variance.
     ``ok`` (a 0-dim bool tensor): where False, the buffers stay as they are (non-finite
-    statistics), decided on the device without a host sync."""
-    var = var * unbias(n)  # no_grad: nothing is recorded
+    statistics), decided on the device without a host sync. Five small ops, none recorded by
+    autograd (the layers' Functions call it with grad mode already off)."""
+    if torch.is_grad_enabled():
+        with torch.no_grad():
+            return update_running_stats(layer, mean, var, n, momentum, ok)
+    rm, rv = layer.running_mean, layer.running_var
+    var = var * unbias(n)
     if ok is not None:
-        mean = torch.where(ok, mean, layer.running_mean)
-        var = torch.where(ok, var, layer.running_var)
-    layer.running_mean.lerp_(as_dtype(mean, layer.running_mean.dtype), momentum)
-    layer.running_var.lerp_(as_dtype(var, layer.running_var.dtype), momentum)
-    layer.num_batches_tracked += 1
+        mean, var = torch.where(ok, mean, rm), torch.where(ok, var, rv)
+    torch._foreach_lerp_((rm, rv), (as_dtype(mean, rm.dtype), as_dtype(var, rv.dtype)), momentum)
+    layer.num_batches_tracked.add_(1)
 
 
 def synced_batch_norm(layer, x: torch.Tensor, weight, bias, momentum: float) -> torch.Tensor:
@@ -119,6 +122,9 @@ def local_batch_norm(layer, x: torch.Tensor, weight, bias, momentum: float) -> t
     non-finite. No host sync, no copy of the buffers."""
     y, mean, invstd = torch.native_batch_norm(x, weight, bias, None, None, True, 0.0, layer.eps)
     n = float(x.numel() // x.shape[1])
-    var = invstd.detach().pow(-2) - layer.eps
-    update_running_stats(layer, mean, var, n, momentum, flag_nonfinite(layer, mean, invstd))
+    with torch.no_grad():
+        var = invstd.pow(-2).sub_(layer.eps)
+        # the variance is finite only if every input is (a NaN or +-Inf input makes it NaN; the
+        # kernel's running mean cannot overflow), and so is the mean
+        update_running_stats(layer, mean, var, n, momentum, flag_nonfinite(layer, var))
     return y

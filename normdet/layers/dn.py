@@ -37,6 +37,7 @@ eval are one fused pass pair (``normdet.layers._affine``: y = A x + B with A, B 
 statistics; Triton kernels on CUDA).
 """
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._affine import as_dtype, backend
@@ -70,7 +71,6 @@ class _DNFunction(torch.autograd.Function):
         ops = backend(x)
         m, v = ops.stats(x, 'moments')
         dtype, n, hw = m.dtype, x.shape[0], x.shape[2] * x.shape[3]
-        sync = layer.training and sync_world_size(layer.sync_stats) > 1
         if layer.training:
             mu, var, count = batch_moments(m, v, hw, layer.sync_stats)
             # var = mean(v + (m - mu)^2) is finite only if every m, v (and so mu) is
@@ -82,11 +82,12 @@ class _DNFunction(torch.autograd.Function):
         rstd = torch.rsqrt(var + layer.eps)
         s, sc_saved = layer._sc_forward(m, v, mu, var, rstd, count)
         # (no autograd inside a Function's forward: no detach needed)
-        w1_, b1_, w2_, b2_ = (as_dtype(t, dtype) for t in (w1, b1, w2, b2))
-        a1 = torch.addmm(b1_, s, w1_.t())
-        h = a1.clamp(min=0)
-        o = torch.addmm(b2_, h, w2_.t())
-        c = layer.num_features
+        sd = w1.dtype
+        if sd != dtype:
+            w1, b1, w2, b2 = w1.to(dtype), b1.to(dtype), w2.to(dtype), b2.to(dtype)
+        a1 = F.linear(s, w1, b1)
+        h = torch.relu(a1)
+        o, c = F.linear(h, w2, b2), layer.num_features
         gamma = o[:, :c] + as_dtype(weight, dtype)
         a = gamma * rstd
         b = torch.addcmul(o[:, c:] + as_dtype(bias, dtype), a, mu, value=-1)
@@ -94,16 +95,17 @@ class _DNFunction(torch.autograd.Function):
             a, b = a.expand(n, -1), b.expand(n, -1)
         z = ops.affine(x, a, b, None)
         ctx.save_for_backward(x, m, v, mu, rstd, s, a1, h, gamma, a)
-        ctx.sc_saved, ctx.count, ctx.sync, ctx.ops, ctx.layer = sc_saved, count, sync, ops, layer
-        ctx.params = (w1_, w2_)
-        ctx.dtypes = (weight.dtype, w1.dtype)
+        ctx.sc_saved, ctx.count, ctx.ops, ctx.layer = sc_saved, count, ops, layer
+        ctx.sync = count is not None and sync_world_size(layer.sync_stats) > 1
+        ctx.params = (w1, w2)
+        ctx.dtypes = (weight.dtype, sd)
         return z
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gz):
         x, m, v, mu, rstd, s, a1, h, gamma, a_full = ctx.saved_tensors
-        ops, layer, (w1_, w2_) = ctx.ops, ctx.layer, ctx.params
+        ops, layer, (w1, w2), count = ctx.ops, ctx.layer, ctx.params, ctx.count
         hw = x.shape[2] * x.shape[3]
         dA, dB, _, aux = ops.grad_sums(gz, x, a_full, None, None)  # no TLU: no B needed
         a = a_full
@@ -112,35 +114,42 @@ class _DNFunction(torch.autograd.Function):
         gA = torch.addcmul(dA, dB, mu, value=-1)
         g_gamma = gA * rstd
         go = torch.cat([g_gamma, dB], dim=1)  # d[dgamma, dbeta]
-        g_b2 = go.sum(0)
         g_weight, g_bias = g_gamma.sum(0), dB.sum(0)
+        g_b2 = torch.cat([g_weight, g_bias])
         g_w2 = go.t() @ h
-        g_a1 = torch.ops.aten.threshold_backward(go @ w2_, a1, 0.)  # through the ReLU
+        g_a1 = torch.ops.aten.threshold_backward(go @ w2, a1, 0.)  # through the ReLU
         g_w1, g_b1 = g_a1.t() @ s, g_a1.sum(0)
         # the SC input's gradient: g_m and g_v2 = 2 g_v per sample (None: 0), and the batch's
-        g_m, g_v2, g_mu, g_var, g_rstd = layer._sc_backward(g_a1 @ w1_, m, v, mu, rstd,
-                                                           ctx.sc_saved, ctx.count)
-        g_mu = _plus(g_mu, -torch.linalg.vecdot(dB, a, dim=0))  # through B = ... - A mu
-        g_rstd = _plus(g_rstd, torch.linalg.vecdot(gA, gamma, dim=0))  # through A
-        g_var = _plus(g_var, g_rstd * rstd.pow(3) * -0.5)
+        g_m, g_v2, g_mu, g_var, g_rstd = layer._sc_backward(g_a1 @ w1, m, v, mu, rstd,
+                                                           ctx.sc_saved, count)
         # dx = A g + c1 + c2 x, from m, v (per sample, over HW pixels) and mu, var (over the
         # batch's count pixels, in training; eval's running statistics have no gradient to x):
         #   c2 = 2 g_v / HW + 2 g_var / count
         #   c1 = (g_m - 2 g_v m) / HW + (g_mu - 2 g_var mu) / count
-        c1 = c2 = None
+        c1 = None  # HW times the per-sample part of c1 (its c2 part is g_v2 / HW)
         if g_v2 is not None:
-            c2 = g_v2 / hw
-            c1 = (torch.addcmul(g_m, g_v2, m, value=-1) if g_m is not None else g_v2 * -m) / hw
+            c1 = torch.addcmul(g_m, g_v2, m, value=-1) if g_m is not None else g_v2 * -m
         elif g_m is not None:
-            c1 = g_m / hw
-        if layer.training:  # mu, var are the batch's: back to every sample's m, v
+            c1 = g_m
+        if count is not None:  # training: mu, var are the batch's, back to every sample's m, v
+            # through B = ... - A mu and A = (gamma + dgamma) rstd, rstd = (var + eps)^-1/2:
+            # g_mu -= sum_n dB A,  g_var -= g_rstd rstd^3 / 2
+            g_rstd = _plus(g_rstd, torch.linalg.vecdot(gA, gamma, dim=0))
+            per = 1 / count  # a number, or 1 / the all-reduced count (a tensor)
+            gvk = torch.mul(g_rstd, rstd.pow(3)).mul_(-per)  # 2 g_var / count
+            mvk = torch.linalg.vecdot(dB, a, dim=0).mul_(-per)  # g_mu / count
+            if g_var is not None:  # the SC input's own (DN-C)
+                gvk = gvk + g_var * (2 * per)
+            if g_mu is not None:
+                mvk = mvk + g_mu * per
             if ctx.sync:
-                g_mu, g_var = all_reduce_sum(g_mu), all_reduce_sum(g_var)
-            per = 1 / ctx.count  # a number, or 1 / the all-reduced count (a tensor)
-            gvk = g_var * (2 * per)
-            c2 = gvk.expand_as(m) if c2 is None else c2 + gvk
-            cvec = torch.addcmul(g_mu * per, gvk, mu, value=-1)
-            c1 = cvec.expand_as(m) if c1 is None else c1 + cvec
+                gvk, mvk = all_reduce_sum(gvk), all_reduce_sum(mvk)
+            cvec = torch.addcmul(mvk, gvk, mu, value=-1)
+            c2 = gvk.expand_as(m) if g_v2 is None else torch.add(gvk, g_v2, alpha=1 / hw)
+            c1 = cvec.expand_as(m) if c1 is None else torch.add(cvec, c1, alpha=1 / hw)
+        else:
+            c2 = None if g_v2 is None else g_v2 * (1 / hw)
+            c1 = None if c1 is None else c1 * (1 / hw)
         if c2 is None:  # eval with nothing from the SC input
             c2 = torch.zeros_like(m)
         dx = ops.input_grad(gz, x, a_full, None, None, c1, c2, aux)

@@ -35,7 +35,7 @@ LEARNABLE_EPS = (False, True, 'auto')
 class _FRNFunction(torch.autograd.Function):
     """z = max(A x + B, tau), A = gamma rsqrt(nu2 + eps), B = beta, with nu2 = mean_hw x^2 and
     eps = eps0 + on |eps_l|; the backward by hand (two passes over the activation, the rest on
-    N x C values):  dA = sum_hw g x,  g_nu2 = -dA gamma rsqrt^3 / 2,  dx = A g + (2 g_nu2 / HW) x,
+    N x C values):  dA = sum_hw g x,  g_nu2 = -dA A rsqrt^2 / 2,  dx = A g + (2 g_nu2 / HW) x,
     dgamma = sum_n dA rsqrt,  dbeta = sum_n dB,  d eps_l = on sign(eps_l) sum g_nu2."""
 
     @staticmethod
@@ -52,7 +52,7 @@ class _FRNFunction(torch.autograd.Function):
         b = as_dtype(bias, dtype).expand_as(a)
         t = None if tau is None else as_dtype(tau, dtype)
         z = ops.affine(x, a, b, t)
-        ctx.save_for_backward(x, weight, rs, eps_l)  # not z: an inplace op may change it
+        ctx.save_for_backward(x, weight, rs, eps_l, a)  # not z: an inplace op may change it
         ctx.ops, ctx.on, ctx.tlu, ctx.b = ops, on, tau is not None, b
         ctx.tau = t
         return z
@@ -60,19 +60,17 @@ class _FRNFunction(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gz):
-        x, weight, rs, eps_l = ctx.saved_tensors
+        x, weight, rs, eps_l, a = ctx.saved_tensors
         ops, hw = ctx.ops, x.shape[2] * x.shape[3]
-        w = as_dtype(weight, rs.dtype)
-        a = w * rs
         dA, dB, dtau, aux = ops.grad_sums(gz, x, a, ctx.b, ctx.tau)
-        g_nu2 = dA * w * rs.pow(3) * -0.5
-        dx = ops.input_grad(gz, x, a, ctx.b, ctx.tau, None, g_nu2 * (2 / hw), aux)
+        c2 = torch.mul(dA, a).mul_(rs.square()).mul_(-1 / hw)  # 2 g_nu2 / HW (A = gamma rs)
+        dx = ops.input_grad(gz, x, a, ctx.b, ctx.tau, None, c2, aux)
         wd = weight.dtype
         dweight = as_dtype(torch.linalg.vecdot(dA, rs, dim=0), wd)
         dbias = as_dtype(dB.sum(0), wd)
         d_eps = None
-        if eps_l is not None:
-            d_eps = as_dtype(g_nu2.sum() * ctx.on * torch.sign(as_dtype(eps_l, rs.dtype)),
+        if eps_l is not None:  # sum g_nu2 = sum c2 HW / 2
+            d_eps = as_dtype(c2.sum() * (hw / 2 * ctx.on) * torch.sign(as_dtype(eps_l, rs.dtype)),
                              eps_l.dtype)
         return (dx, dweight, dbias, None if dtau is None else as_dtype(dtau, wd), d_eps,
                 None, None, None)

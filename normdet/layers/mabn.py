@@ -46,7 +46,7 @@ from torch import nn
 
 from ._affine import as_dtype, backend
 from ._checks import check_input, flag_nonfinite, upcast
-from ._dist import all_reduce_mean_no_grad
+from ._dist import all_reduce_mean_no_grad, sync_world_size
 
 DIMS = (0, 2, 3)
 
@@ -58,7 +58,7 @@ def in_backward() -> bool:
 
 
 class _MABNFunction(torch.autograd.Function):
-    """Training MABN; ``stats`` are this iteration's (var, std, r, slot, warm), computed by
+    """Training MABN; ``stats`` are this iteration's (var, std, r / std, slot, warm), computed by
     :meth:`MABN._advance`. Forward y = (gamma r / std) x + beta; backward as the module docstring,
     rewritten so that it makes one reduction pass and one dx pass over the activation:
     gz = (gamma r / std) mean(dy x),  dx = (gamma r / std) dy - (mean_gz / std^2) x,
@@ -66,29 +66,31 @@ class _MABNFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, layer, stats):
-        var, std, r, slot, warm = stats
+        var, std, rs, slot, warm = stats
         ops = backend(x)
-        a = (as_dtype(weight, std.dtype) * r / std).expand(x.shape[0], -1)
+        a = (as_dtype(weight, std.dtype) * rs).expand(x.shape[0], -1)
         b = as_dtype(bias, std.dtype).expand(x.shape[0], -1)
-        ctx.save_for_backward(x, weight, std, r, a)
+        ctx.save_for_backward(x, weight, std, rs, a)
         ctx.layer, ctx.slot, ctx.warm, ctx.ops = layer, slot, warm, ops
         return ops.affine(x, a, b, None)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy):
-        x, weight, std, r, a = ctx.saved_tensors
+        x, weight, std, rs, a = ctx.saved_tensors
         layer, ops, n = ctx.layer, ctx.ops, x.shape[0]
         sum_dyx, sum_dy, _, aux = ops.grad_sums(dy, x, a, None, None)  # no TLU: no B needed
         count = n * x.shape[2] * x.shape[3]
+        s_dyx = sum_dyx.sum(0)
         # gz_t = mean_{n,h,w} g z with g = dy gamma r and z = x / std
-        gz = all_reduce_mean_no_grad(sum_dyx.sum(0), count, layer.sync_stats) * a[0]
+        gz = all_reduce_mean_no_grad(s_dyx, count, layer.sync_stats) * a[0]
         ok = flag_nonfinite(layer, gz)
-        layer.gz_buffer[ctx.slot] = torch.where(ok, gz, layer.gz_buffer[ctx.slot])
+        row = layer.gz_buffer[ctx.slot]
+        torch.where(ok, as_dtype(gz, row.dtype), row, out=row)  # unchanged where non-finite
         mean_gz = gz if ctx.warm else layer.gz_buffer.mean(dim=0)
-        c2 = (-mean_gz / std.square()).unsqueeze(0).expand(n, -1)
+        c2 = torch.div(mean_gz, std.square()).neg_().expand(n, -1)
         dx = ops.input_grad(dy, x, a, None, None, None, c2, aux)
-        dweight = sum_dyx.sum(0) * r / std
+        dweight = s_dyx * rs
         dbias = sum_dy.sum(0)
         return dx, as_dtype(dweight, weight.dtype), as_dtype(dbias, weight.dtype), None, None
 
@@ -124,8 +126,8 @@ class MABN(nn.Module):
 
     @torch.no_grad()
     def _advance(self, x: torch.Tensor):
-        """Advance the moving averages by one iteration with ``x``; returns (var, std, r, slot,
-        warm). Non-finite statistics leave every buffer unchanged (and flag the layer)."""
+        """Advance the moving averages by one iteration with ``x``; returns (var, std, r / std,
+        slot, warm). Non-finite statistics leave every buffer unchanged (and flag the layer)."""
         if self._host_iters is None:
             self._host_iters = int(self.iters)  # once after construction or loading
         t = self._host_iters = self._host_iters + 1
@@ -133,19 +135,24 @@ class MABN(nn.Module):
         warm = t <= self.buffer_size or t < self.warmup_iters
         hw = x.shape[2] * x.shape[3]
         nu2 = backend(x).stats(x, 'nu2')[0]  # (N, C) per-sample mean of x^2
-        x2 = all_reduce_mean_no_grad(nu2.sum(0) * hw, x.shape[0] * hw, self.sync_stats)
+        if sync_world_size(self.sync_stats) > 1:  # weighted by each process's H x W
+            x2 = all_reduce_mean_no_grad(nu2.sum(0) * hw, x.shape[0] * hw, True)
+        else:
+            x2 = nu2.mean(0)
         ok = flag_nonfinite(self, x2)
-        self.x2_buffer[slot] = torch.where(ok, x2, self.x2_buffer[slot])
+        row = self.x2_buffer[slot]
+        torch.where(ok, as_dtype(x2, row.dtype), row, out=row)  # unchanged where non-finite
         var = x2 if warm else self.x2_buffer.mean(dim=0)
         std = torch.sqrt(var + self.eps)
+        rv = self.running_var
         if t <= max(self.renorm_iters, self.warmup_iters):
-            r = torch.ones_like(std)
+            rs = std.reciprocal()  # r = 1
         else:
-            r = (std / torch.sqrt(self.running_var + self.eps)).clamp(1 / self.r_max, self.r_max)
-        self.running_var.copy_(torch.where(
-            ok, self.momentum * self.running_var + (1 - self.momentum) * var, self.running_var))
+            r = (std / torch.sqrt(rv + self.eps)).clamp_(1 / self.r_max, self.r_max)
+            rs = r.div_(std)
+        torch.where(ok, rv.lerp(as_dtype(var, rv.dtype), 1 - self.momentum), rv, out=rv)
         self.iters.fill_(t)
-        return var, std, r, slot, warm
+        return var, std, rs, slot, warm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
