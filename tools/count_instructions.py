@@ -9,11 +9,12 @@ valgrind's callgrind (valgrind must be installed; it runs about 50x slower), on 
 counts each measured section apart: ``--calls`` forward+backward calls of each layer in training
 mode at each shape (every norm of the table, as the configs build it), after warm-up. Printed:
 instructions per call and the ratio to BN's at the same shape. (Whole detector iterations are
-left to benchmark_train.py: building a detector under callgrind took more than 15 minutes.)
+left to benchmark_train.py: building SSDLite-mini under callgrind took more than 12 minutes.)
 
 Instructions are not time: they miss cache misses and vector width, so the heavy passes over
-large maps weigh less than they cost. Where the small ops dominate (small maps and batches, the
-layers' fixed cost per call) they follow time; read them next to the timed benchmarks.
+large maps weigh less than they cost, and even at small maps time grows faster than the count
+(DN-B at 2x96x8x8: 3.0x BN's instructions, about 6x its time). They rank changes to the layers'
+fixed cost per call; read them next to the timed benchmarks.
 No assertion: the numbers are for reading; the JSON (--out) keeps them.
 """
 import argparse
@@ -48,10 +49,10 @@ def child(args):
     from normdet.allocator import keep_freed_memory
     keep_freed_memory()
     sys.path.insert(0, osp.join(REPO, 'tools'))
+    from benchmark_norms import layers
     sections = []
     for spec in args.shapes:
         shape = tuple(int(v) for v in spec.split(','))
-        from benchmark_norms import layers
         x = torch.randn(shape, requires_grad=True)
         dy = torch.randn(shape)
         for name, layer in layers(shape[1]).items():
