@@ -2,6 +2,7 @@
 so only their presence and consistency are checked, never a time; tools/count_instructions.py's
 bookkeeping, and a real count under callgrind."""
 import json
+import os
 import shutil
 
 import pytest
@@ -51,7 +52,7 @@ def test_benchmark_train_times_each_layout(tmp_path, capsys, synthetic_data):
         ('bn', 'nchw'), ('bn', 'channels_last'), ('dnb', 'nchw'), ('dnb', 'channels_last')]
     for r in rows:
         assert (r['layout'] == 'nchw') == ('ratio_to_nchw' not in r)
-    assert '| configs/mini/ssdlite_dnb.py | channels_last | fused | 2 |' in capsys.readouterr().out
+    assert '| configs/mini/ssdlite_dnb.py | channels_last | fused | auto | 2 |' in capsys.readouterr().out
 
 
 def test_benchmark_train_times_each_optimizer(tmp_path, capsys, synthetic_data):
@@ -63,7 +64,23 @@ def test_benchmark_train_times_each_optimizer(tmp_path, capsys, synthetic_data):
     for r in rows:
         assert 'ratio_to_nchw' not in r
         assert (r['optimizer'] == 'foreach') == ('ratio_to_foreach' not in r)
-    assert '| configs/mini/ssdlite_frn.py | nchw | fused | 2 |' in capsys.readouterr().out
+    assert '| configs/mini/ssdlite_frn.py | nchw | fused | auto | 2 |' in capsys.readouterr().out
+
+
+def test_benchmark_train_times_each_kernels_choice(tmp_path, capsys, synthetic_data,
+                                                   monkeypatch):
+    """--kernels: a row per config and NORMDET_KERNELS value, ratios to BN with the same one and
+    to torch; the variable is as it was afterwards (unset here). On the CPU, auto is the PyTorch
+    path too (the kernels are for CUDA; the GPU run times triton against torch)."""
+    monkeypatch.delenv('NORMDET_KERNELS', raising=False)
+    rows = _benchmark_train(tmp_path, 'DNC', '--kernels', 'torch', 'auto')
+    assert [(r['norm'], r['kernels']) for r in rows] == [
+        ('bn', 'torch'), ('bn', 'auto'), ('dnc', 'torch'), ('dnc', 'auto')]
+    for r in rows:
+        assert 'ratio_to_nchw' not in r and 'ratio_to_foreach' not in r
+        assert (r['kernels'] == 'torch') == ('ratio_to_torch' not in r)
+    assert '| configs/mini/ssdlite_dnc.py | nchw | fused | auto | 2 |' in capsys.readouterr().out
+    assert 'NORMDET_KERNELS' not in os.environ
 
 
 def test_count_instructions_parses_dumps_and_ratios(tmp_path):

@@ -140,3 +140,12 @@ def test_non_finite_input_is_flagged_and_leaves_state(name):
         if k in dict(layer.named_parameters()):
             continue
         assert torch.equal(v, before[k]), k
+
+
+def test_unknown_kernels_choice_names_the_choices(monkeypatch):
+    """A mistyped NORMDET_KERNELS is an error that lists the values, not a silent fallback."""
+    from normdet.layers import FRN
+    monkeypatch.setenv('NORMDET_KERNELS', 'cuda')
+    with pytest.raises(ValueError, match="NORMDET_KERNELS='cuda' is not one of auto, torch, "
+                                         "triton; unset it"):
+        FRN(4)(torch.randn(2, 4, 3, 3))

@@ -2,7 +2,7 @@
 
     python tools/benchmark_train.py configs/ssdlite_bn.py configs/ssdlite_dnb.py ...
         [--all] [--iters 5] [--repeats 5] [--device cpu|cuda] [--amp] [--out bench.json]
-        [--layouts nchw channels_last] [--optimizers foreach fused]
+        [--layouts nchw channels_last] [--optimizers foreach fused] [--kernels torch triton]
         [--cfg-options train_dataloader.batch_size=8 ...]
 
 For each config: the model and optimizer as training builds them, one batch from the config's own
@@ -16,12 +16,16 @@ the same run), and on CUDA the peak memory and its ratio to BN. ``--all`` times 
 times each config in each memory layout (a config's ``channels_last``), in the same round-robin:
 ratios to BN in the same layout, and of channels_last to NCHW. ``--optimizers`` does the same for
 the optimizer's implementation (torch's ``foreach`` multi-tensor step or its ``fused`` kernels):
-ratios to BN with the same one, and of each to ``foreach``.
+ratios to BN with the same one, and of each to ``foreach``. ``--kernels`` does the same for the
+layers' passes (``NORMDET_KERNELS``: ``triton``, the fused kernels, or ``torch``, the PyTorch
+ops; ``auto`` takes the kernels on CUDA and the PyTorch ops on the CPU): ratios to BN with the
+same one, and of each to ``torch``.
 No assertion: the numbers are for reading; the JSON (--out) keeps them.
 """
 import argparse
 import glob
 import json
+import os
 import os.path as osp
 import statistics
 import sys
@@ -30,6 +34,7 @@ import time
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 LAYOUTS = ('nchw', 'channels_last')
 OPTIMIZERS = ('foreach', 'fused')  # torch.optim implementations: the flag each sets
+KERNELS = ('auto', 'torch', 'triton')  # normdet.layers._affine.KERNELS
 
 
 def parse_args(argv=None):
@@ -49,6 +54,9 @@ def parse_args(argv=None):
     p.add_argument('--optimizers', nargs='+', choices=OPTIMIZERS,
                    help="optimizer implementations to time each config with (default: the "
                         "config's own)")
+    p.add_argument('--kernels', nargs='+', choices=KERNELS,
+                   help='NORMDET_KERNELS values to time each config with (default: the '
+                        'environment\'s)')
     p.add_argument('--out', help='write the results as JSON')
     from normdet.apis import parse_tool_args
     args = parse_tool_args(p, argv)
@@ -75,7 +83,7 @@ def detector_and_norm(path: str):
 class Bench:
     """One config, built once: model, optimizer and a fixed batch."""
 
-    def __init__(self, path, args, layout=None, optimizer=None):
+    def __init__(self, path, args, layout=None, optimizer=None, kernels=None):
         import torch
         from mmengine.optim import build_optim_wrapper
         from mmengine.runner import Runner
@@ -84,6 +92,7 @@ class Bench:
         from normdet.runner import to_memory_format
         from mmdet.registry import MODELS
         self.path, self.device = path, args.device
+        self.kernels = kernels or os.environ.get('NORMDET_KERNELS', 'auto')
         cfg = load_config(path, args.cfg_options)
         if args.amp:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
@@ -108,6 +117,7 @@ class Bench:
         self._cuda = torch.device(args.device).type == 'cuda'
 
     def step(self):
+        os.environ['NORMDET_KERNELS'] = self.kernels  # read by the layers at each call
         self.model.train_step(self.batch, self.optim)
 
     def run(self, iters):
@@ -134,37 +144,48 @@ def benchmark(args) -> dict:
     for path in args.configs:
         for layout in args.layouts or [None]:
             for opt in args.optimizers or [None]:
-                what = ', '.join(w for w in (layout, opt) if w)
-                print(f'[benchmark_train] building {osp.relpath(path, REPO)}'
-                      + (f' ({what})' if what else ''), flush=True)
-                benches.append(Bench(path, args, layout, opt))
-    for b in benches:
-        for _ in range(args.warmup):
-            b.step()
-    for r in range(args.repeats):
+                for kernels in args.kernels or [None]:
+                    what = ', '.join(w for w in (layout, opt, kernels) if w)
+                    print(f'[benchmark_train] building {osp.relpath(path, REPO)}'
+                          + (f' ({what})' if what else ''), flush=True)
+                    benches.append(Bench(path, args, layout, opt, kernels))
+    saved = os.environ.get('NORMDET_KERNELS')  # each Bench sets its own while it runs
+    try:
         for b in benches:
-            b.run(args.iters)
-        print(f'[benchmark_train] repeat {r + 1}/{args.repeats} done', flush=True)
+            for _ in range(args.warmup):
+                b.step()
+        for r in range(args.repeats):
+            for b in benches:
+                b.run(args.iters)
+            print(f'[benchmark_train] repeat {r + 1}/{args.repeats} done', flush=True)
+    finally:
+        if saved is None:
+            os.environ.pop('NORMDET_KERNELS', None)
+        else:
+            os.environ['NORMDET_KERNELS'] = saved
     rows = []
     for b in benches:
         det, norm = detector_and_norm(b.path)
         ips = sorted(b.images / t for t in b.times)
         rows.append(dict(config=osp.relpath(b.path, REPO), detector=det, norm=norm,
-                         layout=b.layout, optimizer=b.optimizer, images=b.images,
+                         layout=b.layout, optimizer=b.optimizer, kernels=b.kernels,
+                         images=b.images,
                          s_per_iter_median=statistics.median(b.times),
                          img_s_min=ips[0], img_s_median=statistics.median(ips), img_s_max=ips[-1],
                          peak_mb=b.peak_mb))
-    base = {(r['detector'], r['layout'], r['optimizer']): r for r in rows
+    variant = ('layout', 'optimizer', 'kernels')
+    base = {(r['detector'], *(r[v] for v in variant)): r for r in rows
             if r['norm'] == args.baseline}
-    nchw = {(r['config'], r['optimizer']): r for r in rows if r['layout'] == 'nchw'}
-    foreach = {(r['config'], r['layout']): r for r in rows if r['optimizer'] == 'foreach'}
     for r in rows:
-        for key, refs, other in (('ratio_to_nchw', nchw, (r['config'], r['optimizer'])),
-                                 ('ratio_to_foreach', foreach, (r['config'], r['layout']))):
-            ref = refs.get(other)
+        for key, field, value in (('ratio_to_nchw', 'layout', 'nchw'),
+                                  ('ratio_to_foreach', 'optimizer', 'foreach'),
+                                  ('ratio_to_torch', 'kernels', 'torch')):
+            # the same config with only this variant at its reference value
+            ref = next((o for o in rows if o['config'] == r['config'] and o[field] == value
+                        and all(o[v] == r[v] for v in variant if v != field)), None)
             if ref is not None and ref is not r:
                 r[key] = r['s_per_iter_median'] / ref['s_per_iter_median']
-        ref = base.get((r['detector'], r['layout'], r['optimizer']))
+        ref = base.get((r['detector'], *(r[v] for v in variant)))
         if ref:
             r['ratio_to_bn'] = r['s_per_iter_median'] / ref['s_per_iter_median']
             if r['peak_mb'] and ref['peak_mb']:
@@ -182,19 +203,21 @@ def describe(device: str) -> str:
 
 
 def table(result) -> str:
-    head = ('config', 'layout', 'optimizer', 'images', 'img/s min', 'img/s median', 'img/s max',
-            's/iter (median)', 'x BN (time)', 'x NCHW (time)', 'x foreach (time)', 'peak MB',
-            'x BN (memory)')
+    head = ('config', 'layout', 'optimizer', 'kernels', 'images', 'img/s min', 'img/s median',
+            'img/s max', 's/iter (median)', 'x BN (time)', 'x NCHW (time)', 'x foreach (time)',
+            'x torch (time)', 'peak MB', 'x BN (memory)')
     lines = [f"{result['device']}, torch {result['torch']}, amp {result['amp']}, "
              f"{result['repeats']} repeats x {result['iters']} iterations, {result['date']}",
              '| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
     for r in result['rows']:
-        cells = [r['config'], r['layout'], r['optimizer'], str(r['images']),
+        cells = [r['config'], r['layout'], r['optimizer'], r.get('kernels', 'auto'),
+                 str(r['images']),
                  f"{r['img_s_min']:.2f}",
                  f"{r['img_s_median']:.2f}", f"{r['img_s_max']:.2f}",
                  f"{r['s_per_iter_median']:.3f}", f"{r.get('ratio_to_bn', float('nan')):.2f}",
                  f"{r['ratio_to_nchw']:.2f}" if 'ratio_to_nchw' in r else '-',
                  f"{r['ratio_to_foreach']:.2f}" if 'ratio_to_foreach' in r else '-',
+                 f"{r['ratio_to_torch']:.2f}" if 'ratio_to_torch' in r else '-',
                  '-' if r['peak_mb'] is None else f"{r['peak_mb']:.0f}",
                  f"{r['memory_ratio_to_bn']:.2f}" if 'memory_ratio_to_bn' in r else '-']
         lines.append('| ' + ' | '.join(cells) + ' |')

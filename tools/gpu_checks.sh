@@ -10,7 +10,8 @@
 #   2. tools/benchmark_norms.py --device cuda at the detector shapes, fp32 and bf16, NCHW and
 #      channels_last: ratios to cuDNN BN (min / median / max) and the bandwidth floor
 #   3. tools/benchmark_train.py on the GPU: every config's training iteration against its BN
-#      config, fp32 and --amp, img/s and peak memory
+#      config, fp32 and --amp, img/s and peak memory; SSDLite-mini on the Triton kernels against
+#      the PyTorch ops (--kernels torch triton)
 #   4. RetinaNet-MABN end to end: a few minutes of training, tools/test.py, tools/deploy.py
 # "quick" runs a shorter version of each (a first call to check the set-up).
 set -uo pipefail
@@ -41,6 +42,10 @@ for amp in "" --amp; do
     mask_rcnn_r50_fpn mini/ssdlite --device cuda --iters "$iters" --repeats 3 $amp \
     --out "$out/$day-gpu-bench-train${amp:+-amp}.json"
 done
+# what the Triton kernels buy per iteration: the same configs on the PyTorch ops, in one run
+[ -z "$quick" ] && run bench-train-kernels python3 tools/benchmark_train.py --all mini/ssdlite \
+  --device cuda --iters 5 --repeats 3 --kernels torch triton \
+  --out "$out/$day-gpu-bench-train-kernels.json"
 work=/tmp/gpu_r50_mabn
 epochs=$([ -n "$quick" ] && echo 1 || echo 4)
 run e2e-train python3 tools/train.py configs/retinanet_r50_fpn_mabn.py --work-dir $work \

@@ -42,13 +42,17 @@ def _triton_ops():
     return _triton
 
 
+KERNELS = ('auto', 'torch', 'triton')
+
+
 def backend(x: torch.Tensor):
     """The primitive implementation for ``x``: the Triton kernels on CUDA (or when forced), the
     PyTorch ops otherwise."""
     choice = os.environ.get('NORMDET_KERNELS', 'auto')
-    if choice == 'torch':
-        return TorchOps
-    if x.dtype == torch.float64:
+    if choice not in KERNELS:
+        raise ValueError(f'NORMDET_KERNELS={choice!r} is not one of {", ".join(KERNELS)}; unset it '
+                         'for the default (Triton kernels on CUDA, PyTorch ops on the CPU)')
+    if choice == 'torch' or x.dtype == torch.float64:
         return TorchOps
     if choice == 'triton' or (x.is_cuda and choice == 'auto'):
         ops = _triton_ops()

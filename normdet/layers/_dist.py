@@ -79,6 +79,15 @@ def all_reduce_mean_no_grad(sums: torch.Tensor, count: int, sync_stats: bool = F
     return local[:-1] / local[-1]
 
 
+def batch_mean_no_grad(means: torch.Tensor, hw: int, sync_stats: bool = False):
+    """The per-channel mean over the batch (all processes when ``sync_stats``) of per-sample
+    means (N, C) over ``hw`` pixels each; each process weighs by its pixels (its H x W may
+    differ). Grad mode off, as :func:`all_reduce_mean_no_grad`."""
+    if sync_world_size(sync_stats) == 1:
+        return means.mean(0)
+    return all_reduce_mean_no_grad(means.sum(0) * hw, means.shape[0] * hw, True)
+
+
 def unbias(n):
     """n / (n - 1), the factor from the biased to the unbiased variance, for a count that is a
     number (this process's batch: no tensor, so no host-to-device copy) or a tensor (the count

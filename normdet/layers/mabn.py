@@ -46,7 +46,7 @@ from torch import nn
 
 from ._affine import as_dtype, backend
 from ._checks import check_input, flag_nonfinite, upcast
-from ._dist import all_reduce_mean_no_grad, sync_world_size
+from ._dist import all_reduce_mean_no_grad, batch_mean_no_grad
 
 DIMS = (0, 2, 3)
 
@@ -135,10 +135,7 @@ class MABN(nn.Module):
         warm = t <= self.buffer_size or t < self.warmup_iters
         hw = x.shape[2] * x.shape[3]
         nu2 = backend(x).stats(x, 'nu2')[0]  # (N, C) per-sample mean of x^2
-        if sync_world_size(self.sync_stats) > 1:  # weighted by each process's H x W
-            x2 = all_reduce_mean_no_grad(nu2.sum(0) * hw, x.shape[0] * hw, True)
-        else:
-            x2 = nu2.mean(0)
+        x2 = batch_mean_no_grad(nu2, hw, self.sync_stats)
         ok = flag_nonfinite(self, x2)
         row = self.x2_buffer[slot]
         torch.where(ok, as_dtype(x2, row.dtype), row, out=row)  # unchanged where non-finite
