@@ -101,6 +101,14 @@ def test_count_instructions_parses_dumps_and_ratios(tmp_path):
     assert '| DNB 2,8,4,4 | 0.00 M | **2.50** |' in count.table(rows)
 
 
+def test_count_instructions_rejects_a_bad_shape_before_valgrind():
+    """--shapes is checked as benchmark_norms checks it, in this process: the error names the
+    form, rather than a failed run under callgrind."""
+    from normdet.errors import ConfigError
+    with pytest.raises(ConfigError, match='--shapes 2,8,x: give N,C,H,W'):
+        tool('count_instructions').main(['--shapes', '2,8,x'])
+
+
 def test_count_instructions_under_callgrind(tmp_path, capsys):
     """A real count of every layer at one tiny shape (skipped without valgrind): every layer's
     count is positive, BN's ratio is 1, and DN-B, with its SC module, runs more instructions per

@@ -183,6 +183,15 @@ def table(result) -> str:
     return '\n'.join(lines)
 
 
+def parse_shapes(specs) -> list:
+    """``--shapes`` 'N,C,H,W' strings as tuples of ints (ConfigError naming the form if not)."""
+    try:
+        return [tuple(int(v) for v in spec.split(',')) for spec in specs]
+    except ValueError:
+        raise ConfigError(f'--shapes {" ".join(specs)}: give N,C,H,W, e.g. '
+                          '2,256,200,336') from None
+
+
 def main(argv=None):
     # as normdet.apis.parse_tool_args(config=False), which needs the OpenMMLab stack: this tool
     # times plain PyTorch layers and runs without it
@@ -198,12 +207,8 @@ def main(argv=None):
     p.add_argument('--repeats', type=int, default=7, help='interleaved repeats (the spread)')
     p.add_argument('--out', help='write the results as JSON')
     args = p.parse_args(argv)
-    try:
-        shapes = ([tuple(int(v) for v in s.split(',')) for s in args.shapes] if args.shapes
-                  else QUICK_SHAPES if args.quick else DETECTOR_SHAPES)
-    except ValueError:
-        raise ConfigError(f'--shapes {" ".join(args.shapes)}: give N,C,H,W, e.g. '
-                          '2,256,200,336') from None
+    shapes = (parse_shapes(args.shapes) if args.shapes
+              else QUICK_SHAPES if args.quick else DETECTOR_SHAPES)
     result = benchmark(torch.device(args.device), args.dtypes, args.layouts, shapes,
                        2 if args.quick else args.iters, 2 if args.quick else args.repeats)
     print(table(result))

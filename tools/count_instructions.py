@@ -36,9 +36,12 @@ def parse_args(argv=None):
                    help='N,C,H,W input shapes of the layers (none: no layers)')
     p.add_argument('--calls', type=int, default=40, help='counted calls per layer and shape')
     p.add_argument('--out', help='write the results as JSON')
-    sys.path.insert(0, REPO)
+    sys.path[:0] = [REPO, osp.join(REPO, 'tools')]
     from normdet.apis import parse_tool_args
-    return parse_tool_args(p, argv, config=False)
+    args = parse_tool_args(p, argv, config=False)
+    from benchmark_norms import parse_shapes
+    args.shape_tuples = parse_shapes(args.shapes)  # a bad shape fails here, not under valgrind
+    return args
 
 
 def child(args):
@@ -48,11 +51,9 @@ def child(args):
     torch.set_num_threads(1)
     from normdet.allocator import keep_freed_memory
     keep_freed_memory()
-    sys.path.insert(0, osp.join(REPO, 'tools'))
     from benchmark_norms import layers
     sections = []
-    for spec in args.shapes:
-        shape = tuple(int(v) for v in spec.split(','))
+    for spec, shape in zip(args.shapes, args.shape_tuples):
         x = torch.randn(shape, requires_grad=True)
         dy = torch.randn(shape)
         for name, layer in layers(shape[1]).items():
@@ -148,4 +149,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.path.insert(0, REPO)
+    from normdet.apis import run_tool
+    run_tool(main)  # a bad argument prints its message, without a traceback

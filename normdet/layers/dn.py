@@ -83,8 +83,7 @@ class _DNFunction(torch.autograd.Function):
         s, sc_saved = layer._sc_forward(m, v, mu, var, rstd, count)
         # (no autograd inside a Function's forward: no detach needed)
         sd = w1.dtype
-        if sd != dtype:
-            w1, b1, w2, b2 = w1.to(dtype), b1.to(dtype), w2.to(dtype), b2.to(dtype)
+        w1, b1, w2, b2 = (as_dtype(t, dtype) for t in (w1, b1, w2, b2))
         a1 = F.linear(s, w1, b1)
         h = torch.relu(a1)
         o, c = F.linear(h, w2, b2), layer.num_features

@@ -53,8 +53,7 @@ class _FRNFunction(torch.autograd.Function):
         t = None if tau is None else as_dtype(tau, dtype)
         z = ops.affine(x, a, b, t)
         ctx.save_for_backward(x, weight, rs, eps_l, a)  # not z: an inplace op may change it
-        ctx.ops, ctx.on, ctx.tlu, ctx.b = ops, on, tau is not None, b
-        ctx.tau = t
+        ctx.ops, ctx.on, ctx.b, ctx.tau = ops, on, b, t
         return z
 
     @staticmethod

@@ -57,6 +57,12 @@ def in_backward() -> bool:
     return torch._C._current_graph_task_id() != -1
 
 
+def assign_if(ok: torch.Tensor, state: torch.Tensor, new: torch.Tensor) -> None:
+    """``state[...] = new`` (cast to its dtype) where ``ok``, :func:`flag_nonfinite`'s 0-dim bool,
+    is True; ``state`` unchanged otherwise. One op, in place, decided on the device."""
+    torch.where(ok, as_dtype(new, state.dtype), state, out=state)
+
+
 class _MABNFunction(torch.autograd.Function):
     """Training MABN; ``stats`` are this iteration's (var, std, r / std, slot, warm), computed by
     :meth:`MABN._advance`. Forward y = (gamma r / std) x + beta; backward as the module docstring,
@@ -85,8 +91,7 @@ class _MABNFunction(torch.autograd.Function):
         # gz_t = mean_{n,h,w} g z with g = dy gamma r and z = x / std
         gz = all_reduce_mean_no_grad(s_dyx, count, layer.sync_stats) * a[0]
         ok = flag_nonfinite(layer, gz)
-        row = layer.gz_buffer[ctx.slot]
-        torch.where(ok, as_dtype(gz, row.dtype), row, out=row)  # unchanged where non-finite
+        assign_if(ok, layer.gz_buffer[ctx.slot], gz)  # unchanged where non-finite
         mean_gz = gz if ctx.warm else layer.gz_buffer.mean(dim=0)
         c2 = torch.div(mean_gz, std.square()).neg_().expand(n, -1)
         dx = ops.input_grad(dy, x, a, None, None, None, c2, aux)
@@ -137,8 +142,7 @@ class MABN(nn.Module):
         nu2 = backend(x).stats(x, 'nu2')[0]  # (N, C) per-sample mean of x^2
         x2 = batch_mean_no_grad(nu2, hw, self.sync_stats)
         ok = flag_nonfinite(self, x2)
-        row = self.x2_buffer[slot]
-        torch.where(ok, as_dtype(x2, row.dtype), row, out=row)  # unchanged where non-finite
+        assign_if(ok, self.x2_buffer[slot], x2)  # unchanged where non-finite
         var = x2 if warm else self.x2_buffer.mean(dim=0)
         std = torch.sqrt(var + self.eps)
         rv = self.running_var
@@ -147,7 +151,7 @@ class MABN(nn.Module):
         else:
             r = (std / torch.sqrt(rv + self.eps)).clamp_(1 / self.r_max, self.r_max)
             rs = r.div_(std)
-        torch.where(ok, rv.lerp(as_dtype(var, rv.dtype), 1 - self.momentum), rv, out=rv)
+        assign_if(ok, rv, rv.lerp(as_dtype(var, rv.dtype), 1 - self.momentum))
         self.iters.fill_(t)
         return var, std, rs, slot, warm
 
