@@ -1,26 +1,39 @@
 """normdet: normalization layers for object detection (BN, SyncBN, GN, FRN, MABN, DN-B, DN-C, RBN).
 
-The layers in ``normdet.layers`` are plain PyTorch, and ``normdet.norms`` describes each norm.
-When MMEngine/MMDetection are installed, importing normdet also registers them under names of
-their own (see ``normdet.registry``); it changes nothing of MMEngine's or MMDetection's.
+The package is in levels, each a folder, each importing only the levels below it
+(docs/architecture.md):
+
+- ``normdet.utils``: plain-Python helpers (errors, atomic writes, the config walker);
+- ``normdet.layers``: the layers, plain PyTorch;
+- ``normdet.norms``: the norm table, ``convert_module`` and ``fold_norms``, plain PyTorch;
+- ``normdet.data``: the embedded synthetic COCO-format dataset and the COCO checks;
+- ``normdet.openmmlab``: the MMDetection/MMEngine glue, the only place that imports mmcv, mmdet
+  or mmengine; a config registers it with ``custom_imports=dict(imports=['normdet.openmmlab'])``;
+- ``normdet.cli``: what the tools share (arguments, config loading, work dirs, reports, launch);
+- ``normdet.study``: the study of the papers' claims, from the runs' JSON records.
+
+``import normdet`` needs torch only. The names of the glue (``convert_norm``, ``prepare_config``,
+``NormDetRunner``, ...) stay reachable as ``normdet.<name>``: they import the glue on first use.
 """
-from .convert import convert_module  # plain PyTorch: a built model's BNs to any normdet norm
+import importlib
+
 from .layers import DNB, DNC, FRN, MABN, RBN, CenConv2d, SyncBatchNorm
+from .norms import convert_module, fold_norms
 
 __version__ = '0.1.0'
-__all__ = ['FRN', 'MABN', 'CenConv2d', 'DNB', 'DNC', 'RBN', 'SyncBatchNorm', 'convert_module']
+__all__ = ['FRN', 'MABN', 'CenConv2d', 'DNB', 'DNC', 'RBN', 'SyncBatchNorm', 'convert_module',
+           'fold_norms']
 
-try:
-    import mmdet  # noqa: F401
-except ImportError:  # layers stay usable without the OpenMMLab stack
-    pass
-else:
-    # registers normdet's layers, detector variants, optimizer rules, preprocessor and metric
-    # under names of their own; the stack fixes (normdet.stack_fixes) are applied by the runner
-    # and the tools, not by this import
-    from . import registry  # noqa: F401
-    from .convert import check_norm_types, convert_norm  # noqa: F401
-    from .evaluation import NormDetCocoMetric  # noqa: F401  (registers the metric)
-    from .runner import NormDetRunner, NormDetStateHook, prepare_config  # noqa: F401
-    __all__ += ['convert_norm', 'check_norm_types', 'prepare_config', 'NormDetRunner',
-                'NormDetStateHook', 'NormDetCocoMetric']
+# name -> the glue module that defines it (imported on first use: it needs mmdet)
+_GLUE = dict(convert_norm='normdet.openmmlab.models.convert',
+             check_norm_types='normdet.openmmlab.models.convert',
+             prepare_config='normdet.openmmlab.engine.prepare',
+             NormDetRunner='normdet.openmmlab.engine.runner',
+             NormDetStateHook='normdet.openmmlab.engine.hooks',
+             NormDetCocoMetric='normdet.openmmlab.evaluation.metric')
+
+
+def __getattr__(name):
+    if name in _GLUE:
+        return getattr(importlib.import_module(_GLUE[name]), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -1,14 +1,14 @@
 """Shared helpers for the tests that use the real OpenMMLab stack."""
 import os.path as osp
 
-import normdet  # registers the layers
-from mmdet.utils import register_all_modules
 from mmengine.config import Config
 from mmengine.utils import get_installed_path
 
-register_all_modules(init_default_scope=True)
+import normdet.openmmlab  # registers normdet's classes, as a config's custom_imports does
+
+normdet.openmmlab.register_all_modules(init_default_scope=True)
 # the tests read mmengine checkpoints (torch.load, weights_only=True) as normdet's tools do
-normdet.stack_fixes.apply()
+normdet.openmmlab.stack_fixes.apply()
 
 from normdet.norms import NORMS as _TABLE  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""normdet.allocator: with glibc's malloc set to keep freed memory, a real training step takes
+"""normdet.utils.allocator: with glibc's malloc set to keep freed memory, a real training step takes
 no page faults after the first; with glibc's defaults it faults thousands of pages in again every
 step. Each case runs in a fresh process (the setting is per process and cannot be undone)."""
 import os
@@ -9,13 +9,14 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc only')
+# slow: it builds and trains real detectors or launches processes (pytest -m "not slow" skips it)
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc only')]
 
 # a real training step: SSDLite-mini-DN-B at 2 images on one thread (the study's runs), as
 # tools/benchmark_train.py times it; prints whether the setting took and the faults per step
 STEPS = r'''
 import argparse, resource, sys, torch
-from normdet.allocator import keep_freed_memory
+from normdet.utils.allocator import keep_freed_memory
 applied = keep_freed_memory()
 torch.set_num_threads(1)
 sys.path.insert(0, 'tools')
@@ -70,8 +71,10 @@ def test_glibc_defaults_fault_pages_in_every_step(faults):
 
 
 def test_the_tools_set_it():
-    from normdet import apis
-    assert apis.keep_freed_memory.__module__ == 'normdet.allocator'
-    code = ('import normdet.apis as a, normdet.allocator as m\n'
+    from normdet.cli import run
+    from normdet.openmmlab.engine import runner
+    assert run.keep_freed_memory.__module__ == 'normdet.utils.allocator'
+    assert runner.keep_freed_memory.__module__ == 'normdet.utils.allocator'
+    code = ('import normdet.cli.run as a, normdet.utils.allocator as m\n'
             'a.run_tool(lambda: None)\nprint(m.keep_freed_memory.cache_info().currsize)')
     assert _python(code, 'keep')[-1] == '1'  # run_tool called it before the tool's main

@@ -8,6 +8,9 @@ import shutil
 import pytest
 from mm_utils import config_path, tool
 
+# slow: it builds and trains real detectors or launches processes (pytest -m "not slow" skips it)
+pytestmark = pytest.mark.slow
+
 
 def test_benchmark_writes_every_layer(tmp_path, capsys):
     out = tmp_path / 'bench.json'
@@ -104,7 +107,7 @@ def test_count_instructions_parses_dumps_and_ratios(tmp_path):
 def test_count_instructions_rejects_a_bad_shape_before_valgrind():
     """--shapes is checked as benchmark_norms checks it, in this process: the error names the
     form, rather than a failed run under callgrind."""
-    from normdet.errors import ConfigError
+    from normdet.utils.errors import ConfigError
     with pytest.raises(ConfigError, match='--shapes 2,8,x: give N,C,H,W'):
         tool('count_instructions').main(['--shapes', '2,8,x'])
 

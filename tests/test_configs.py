@@ -1,5 +1,6 @@
 """Every config in configs/ loads, prepares (data resolution + norm rewrite) and builds its model
 with the norm it names, on the default synthetic data."""
+import copy
 import glob
 import json
 import os.path as osp
@@ -16,7 +17,8 @@ from normdet.norms import NORMS
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*.py')))
 
 
-pytestmark = pytest.mark.usefixtures('synthetic_data')
+# slow: it builds and trains real detectors or launches processes (pytest -m "not slow" skips it)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('synthetic_data')]
 
 
 def test_a_config_per_detector_and_norm():
@@ -46,7 +48,9 @@ def test_config_builds(path):
         assert model.backbone.frozen_stages == -1 and model.backbone.norm_eval is False
     if norm == 'MABN':
         assert cfg.model.backbone.conv_cfg.type == 'CenConv'
+    prepared = copy.deepcopy(cfg.to_dict())
     assert prepare_config(cfg) is cfg  # idempotent: the dumped config prepares to itself
+    assert cfg.to_dict() == prepared
 
 
 MINI = sorted(glob.glob(osp.join(REPO, 'configs', 'mini', '*.py')))

@@ -14,6 +14,9 @@ from normdet import convert_norm
 from normdet.norms import NORMS as TABLE
 from normdet.norms import norm_of
 
+# slow: it builds and trains real detectors or launches processes (pytest -m "not slow" skips it)
+pytestmark = pytest.mark.slow
+
 NORM_CLASS = {name: spec.layer_class for name, spec in TABLE.items()}
 ALL_NORM_TYPES = tuple(set(NORM_CLASS.values()) - {nn.GroupNorm})
 

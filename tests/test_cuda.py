@@ -6,7 +6,10 @@ import copy
 import pytest
 import torch
 
-from normdet.layers import DNB, DNC, FRN, MABN, RBN
+from normdet.layers import MABN
+from normdet.norms import NORMS
+
+LAYERS = [n.layer for n in NORMS.values() if n.layer is not None]  # every normdet layer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 
@@ -30,7 +33,7 @@ def run(layer, x, dy, amp=False):
     return [y.detach()] + [g.detach() for g in grads] + [b.detach() for b in layer.buffers()]
 
 
-@pytest.mark.parametrize('cls', [FRN, MABN, DNB, DNC, RBN])
+@pytest.mark.parametrize('cls', LAYERS)
 @pytest.mark.parametrize('channels_last', [False, True])
 @pytest.mark.parametrize('amp', [False, True])
 def test_cuda_matches_float64_cpu(cls, channels_last, amp):
@@ -59,7 +62,7 @@ def test_cuda_matches_float64_cpu(cls, channels_last, amp):
     torch.testing.assert_close(dev(x.float().cuda()).double().cpu(), ref(x), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize('cls', [FRN, MABN, DNB, DNC, RBN])
+@pytest.mark.parametrize('cls', LAYERS)
 def test_training_step_never_synchronises_with_the_host(cls):
     """CUDA's sync debug mode turns every host synchronisation into an error: a training
     forward and backward of each layer makes none (MABN's counter lives on the host, non-finite

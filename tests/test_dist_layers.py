@@ -12,6 +12,9 @@ import torch.distributed as dist
 from dist_utils import run_distributed
 from normdet.layers import DNB, DNC, MABN, RBN, SyncBatchNorm
 
+# slow: it builds and trains real detectors or launches processes (pytest -m "not slow" skips it)
+pytestmark = pytest.mark.slow
+
 C, ITERS = 6, 5
 LAYERS = {
     'MABN': lambda sync: MABN(C, buffer_size=2, warmup_iters=2, renorm_iters=3, r_max=2.0,

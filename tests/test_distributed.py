@@ -16,7 +16,8 @@ from dist_utils import free_port
 from mm_utils import REPO, config_path, run_cli, small_options
 from normdet.data import generate_synthetic_coco
 
-pytestmark = pytest.mark.timeout(600)
+# slow: it builds and trains real detectors or launches processes (pytest -m "not slow" skips it)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope='module')
@@ -149,8 +150,8 @@ def test_a_tool_error_is_printed_once(coco8, tmp_path):
 EXIT_TOOL = '''
 import atexit, sys
 import torch.distributed as dist
-from normdet.apis import run_tool
-from normdet.errors import ConfigError
+from normdet.cli.run import run_tool
+from normdet.utils.errors import ConfigError
 
 
 class Finalised:
@@ -241,7 +242,8 @@ def test_dist_env_checks():
 
 @pytest.mark.parametrize('steps', [1, 4])
 def test_auto_scale_lr_follows_accumulation(steps, coco8):
-    from normdet.apis import build_runner, load_config
+    from normdet.openmmlab import build_runner
+    from normdet.cli.config import load_config
     cfg = load_config(config_path('retinanet_r50_fpn', 'BN'), {
         'optim_wrapper.accumulative_counts': steps, 'data_root': coco8,
         'experiment_name': f'acc{steps}', 'visualizer.name': f'acc{steps}'}, work_dir='/tmp/acc')

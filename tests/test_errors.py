@@ -5,7 +5,7 @@ Every error case asserts the one-line message (the problem and the fix), exit st
 traceback, and that no file of the run was lost or overwritten (``kept``); every warning case
 (data the dataset drops) that the warning is given, once; every recovery case that nothing is
 lost and the run continues exactly. The tools run in this process (``tools/<name>.py``'s
-``main`` through ``normdet.apis.run_tool``, as their ``__main__`` does) unless the case is about
+``main`` through ``normdet.cli.run.run_tool``, as their ``__main__`` does) unless the case is about
 the process itself (a kill). Runs are shrunk with tests/mm_utils.py's ``small_options``: 128 px,
 4 images, 1-2 epochs. The distributed cases (port in use, an error printed once, exact resume
 of every rank's statistics) are in tests/test_distributed.py. README.md, "Errors and
@@ -23,8 +23,11 @@ import pytest
 import torch
 
 from mm_utils import REPO, config_path, run_cli, small_options, tool
-from normdet.apis import run_tool
+from normdet.cli.run import run_tool
 from normdet.data import generate_synthetic_coco
+
+# slow: it builds and trains real detectors or launches processes (pytest -m "not slow" skips it)
+pytestmark = pytest.mark.slow
 
 SSD_BN = config_path('ssdlite', 'BN')
 
@@ -278,7 +281,7 @@ def test_batch_1_with_batch_statistics(norm, coco, tmp_path, capsys):
 @pytest.mark.parametrize('norm', ['GN', 'FRN'])
 def test_batch_free_norms_prepare_at_batch_1(norm, coco):
     """Not an error: the norms the message names do prepare at batch 1."""
-    from normdet.apis import load_config
+    from normdet.cli.config import load_config
     cfg = load_config(config_path('ssdlite', norm), {'data_root': coco,
                                                      'train_dataloader.batch_size': 1})
     assert cfg.norm == norm and cfg.train_dataloader.batch_size == 1
@@ -492,7 +495,7 @@ def test_checkpoint_not_found(name, tmp_path, capsys):
 def retinanet_weights(tmp_path_factory, coco):
     """RetinaNet-BN's initial weights as a checkpoint: a model that is not SSDLite."""
     from mmdet.registry import MODELS
-    from normdet.apis import load_config
+    from normdet.cli.config import load_config
     cfg = load_config(config_path('retinanet_r50_fpn', 'BN'), {'data_root': coco})
     path = tmp_path_factory.mktemp('retina') / 'retinanet.pth'
     torch.save(dict(state_dict=MODELS.build(cfg.model).state_dict()), path)
@@ -683,8 +686,9 @@ def test_previous_best_checkpoint_kept_until_the_new_one_is_written(coco, tmp_pa
                                                                      capsys):
     """MMEngine removes the previous best checkpoint, then writes the new one: a full disk (or
     a kill) in between left none. The real hook of a real runner, given two validations."""
-    from normdet.apis import build_runner, load_config
-    from normdet.checkpoints import NormDetCheckpointHook
+    from normdet.openmmlab import build_runner
+    from normdet.cli.config import load_config
+    from normdet.openmmlab.engine.checkpoints import NormDetCheckpointHook
     options = tool('train').parse_args([str(a) for a in train_args(
         tmp_path, coco, 'default_hooks.checkpoint.save_best=coco/bbox_mAP')]).cfg_options
     runner = build_runner(load_config(SSD_BN, options, str(tmp_path)))

@@ -20,8 +20,9 @@ from pycocotools.cocoeval import COCOeval
 
 from mm_utils import REPO
 from normdet.data import CLASSES, generate_synthetic_coco
-from normdet.evaluation import BACKENDS, SUMMARY, NormDetCocoMetric
-from normdet.report import build_report, to_markdown, write_report
+from normdet.openmmlab.evaluation import BACKENDS, NormDetCocoMetric
+from normdet.utils.coco_metrics import SUMMARY
+from normdet.cli.report import build_report, to_markdown, write_report
 
 
 @pytest.fixture(scope='module')

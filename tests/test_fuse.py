@@ -12,15 +12,16 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mm_utils import REPO
 from normdet import CenConv2d, prepare_config
-from normdet.fuse import fold_norms
-from normdet.heads import PerLevelNorm
+from normdet.norms import fold_norms
+from normdet.openmmlab.models.heads import PerLevelNorm
 from normdet.norms import NORMS
 
 FOLDABLE = tuple({s.layer_class for s in NORMS.values() if s.eval_affine is not None} | {_BatchNorm})
 FOLDABLE_NORMS = [n.lower() for n, s in NORMS.items() if s.eval_affine is not None]
 
 
-pytestmark = pytest.mark.usefixtures('synthetic_data')
+# slow: it builds and trains real detectors or launches processes (pytest -m "not slow" skips it)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('synthetic_data')]
 
 
 def build(detector, norm):
@@ -87,8 +88,8 @@ def test_deploy_tool_saves_a_loadable_folded_model(tmp_path):
     import json
 
     from mm_utils import run_cli
-    from normdet.apis import load_config
-    from normdet.fuse import load_folded
+    from normdet.cli.config import load_config
+    from normdet.openmmlab.deploy import load_folded
     config = osp.join(REPO, 'configs', 'ssdlite_mabn.py')
     model = build('ssdlite', 'mabn').float()  # trained-looking statistics
     ckpt, out = tmp_path / 'model.pth', tmp_path / 'folded.pth'

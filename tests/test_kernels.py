@@ -14,6 +14,8 @@ import sys
 import pytest
 import torch
 
+from normdet.norms import NORMS
+
 INTERPRETED = os.environ.get('TRITON_INTERPRET') == '1'
 ON_GPU = torch.cuda.is_available()
 DEVICE = 'cuda' if ON_GPU and not INTERPRETED else 'cpu'
@@ -22,6 +24,7 @@ kernels = pytest.mark.skipif(not (INTERPRETED or ON_GPU),
 
 SHAPES = [(2, 5, 3, 7), (1, 3, 1, 1), (3, 70, 9, 13)]  # partial tiles in C and H x W
 LAYOUTS = [torch.contiguous_format, torch.channels_last]
+KERNEL_NORMS = [n.name for n in NORMS.values() if n.kernels]  # the layers that run on the kernels
 TOL = {torch.float32: dict(rtol=1e-4, atol=1e-4), torch.bfloat16: dict(rtol=2e-2, atol=2e-2)}
 
 
@@ -90,7 +93,7 @@ def _layer(name, c):
 
 @kernels
 @pytest.mark.parametrize('layout', LAYOUTS)
-@pytest.mark.parametrize('name', ['FRN', 'DNB', 'DNC', 'MABN'])
+@pytest.mark.parametrize('name', KERNEL_NORMS)
 @pytest.mark.parametrize('train', [True, False])
 def test_layers_on_the_kernels_match_float64(name, train, layout):
     """Forward, input and parameter gradients of each layer on the kernels (fp32) against the
@@ -118,7 +121,7 @@ def test_layers_on_the_kernels_match_float64(name, train, layout):
 
 
 @kernels
-@pytest.mark.parametrize('name', ['FRN', 'DNB', 'MABN'])
+@pytest.mark.parametrize('name', KERNEL_NORMS)
 def test_layers_on_the_kernels_under_bf16_autocast(name):
     """bf16 activations (autocast): output in bf16, close to the float64 layer on the same bf16
     input; the kernels accumulate in float32."""

@@ -20,6 +20,9 @@ from mmengine.utils import get_installed_path
 from mm_utils import REPO, config_path, run_cli, small_options, tool
 from normdet.data import generate_synthetic_coco
 
+# slow: it builds and trains real detectors or launches processes (pytest -m "not slow" skips it)
+pytestmark = pytest.mark.slow
+
 MMDET_TOOLS = osp.join(get_installed_path('mmdet'), '.mim', 'tools', 'analysis_tools')
 
 

@@ -7,10 +7,10 @@ from mmdet.registry import MODELS
 from torch import nn
 
 from mm_utils import packaged
-from normdet import check_norm_types, convert_norm, registry
-from normdet.fuse import fold_norms
+from normdet.openmmlab import check_norm_types, convert_norm, models as registry
+from normdet.norms import fold_norms
 from normdet.norms import NORMS, Norm, NormContext, batch_free_norms, get_norm, norm_of, register_norm
-from normdet.optim import NormDetOptimWrapperConstructor
+from normdet.openmmlab.engine.optim import NormDetOptimWrapperConstructor
 
 
 @pytest.mark.parametrize('name', NORMS)

@@ -12,8 +12,8 @@ from mmengine.config import Config
 from mm_utils import DETECTORS, REPO
 from normdet import prepare_config
 from normdet.data import CLASSES
-from normdet.heads import PerLevelNorm
-from normdet.norm_act import ACTIVATIONS, has_fused_act
+from normdet.openmmlab.models.heads import PerLevelNorm
+from normdet.openmmlab.models.norm_act import ACTIVATIONS, has_fused_act
 from normdet.norms import NORMS, norm_of
 
 # norms per component, placement='all' (mmdet's packaged RetinaNet and Mask R-CNN configs, which
@@ -27,7 +27,8 @@ COUNTS = {
 INPUT = dict(ssdlite=(320, 320), retinanet_r50_fpn=(96, 128), mask_rcnn_r50_fpn=(96, 128))
 
 
-pytestmark = pytest.mark.usefixtures('synthetic_data')
+# slow: it builds and trains real detectors or launches processes (pytest -m "not slow" skips it)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('synthetic_data')]
 
 
 def build(detector, norm, **norm_options):

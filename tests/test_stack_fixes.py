@@ -19,7 +19,7 @@ from mmdet.testing import demo_mm_inputs
 
 import normdet
 from mm_utils import packaged
-from normdet import stack_fixes
+from normdet.openmmlab import stack_fixes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,9 +37,9 @@ MAKE_CHECKPOINT = textwrap.dedent('''
 
 LOAD = textwrap.dedent('''
     import sys, torch
-    import normdet  # registers, patches nothing
+    import normdet.openmmlab  # registers, patches nothing
     if sys.argv[2] == 'normdet':
-        normdet.stack_fixes.apply()
+        normdet.openmmlab.stack_fixes.apply()
     from mmengine.runner import CheckpointLoader
     ck = CheckpointLoader.load_checkpoint(sys.argv[1], map_location='cpu')  # torch.load default
     print(ck['message_hub']['log_scalars']['train/loss'].mean(), int(ck['meta']['seed']))
@@ -91,8 +91,8 @@ def test_malicious_checkpoints_still_rejected(tmp_path):
 
 
 def test_import_changes_nothing_of_the_stack():
-    """`import normdet` registers new names only: mmdet's SSDHead, mmcv's SyncBN and mmengine's
-    LocalBackend.put stay the stack's own."""
+    """`import normdet` registers nothing, and importing the glue new names only: mmdet's
+    SSDHead, mmcv's SyncBN and mmengine's LocalBackend.put stay the stack's own."""
     code = textwrap.dedent('''
         import mmcv.cnn, mmengine.fileio.backends.local_backend as lb, torch
         from mmdet.models.dense_heads import SSDHead
@@ -100,12 +100,14 @@ def test_import_changes_nothing_of_the_stack():
         put, sync = lb.LocalBackend.put, MODELS.get('SyncBN')
         safe = set(map(str, torch.serialization.get_safe_globals()))
         import normdet
+        assert MODELS.get('NormDetSyncBN') is None
+        import normdet.openmmlab
         assert MODELS.get('SSDHead') is SSDHead, MODELS.get('SSDHead')
         assert MODELS.get('SyncBN') is sync and sync is not normdet.SyncBatchNorm
         assert MODELS.get('NormDetSyncBN') is normdet.SyncBatchNorm
         assert lb.LocalBackend.put is put
         assert set(map(str, torch.serialization.get_safe_globals())) == safe
-        normdet.stack_fixes.apply()
+        normdet.openmmlab.stack_fixes.apply()
         assert lb.LocalBackend.put is not put
         print('ok')
     ''')

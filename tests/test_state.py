@@ -5,7 +5,10 @@ import copy
 import pytest
 import torch
 
-from normdet.layers import DNB, DNC, FRN, MABN, RBN
+from normdet.layers import MABN
+from normdet.norms import NORMS
+
+LAYERS = [n.layer for n in NORMS.values() if n.layer is not None]  # every normdet layer
 
 
 def train(layer, opt, steps, seed):
@@ -21,7 +24,7 @@ def train(layer, opt, steps, seed):
     return outs
 
 
-@pytest.mark.parametrize('cls', [FRN, MABN, DNB, DNC, RBN])
+@pytest.mark.parametrize('cls', LAYERS)
 def test_resume_is_exact(cls):
     kw = dict(buffer_size=2, warmup_iters=2, renorm_iters=3) if cls is MABN else {}
     full = cls(8, **kw).double()

@@ -1,19 +1,20 @@
 """tools/report.py and tools/sweep.py: aggregation and the paired t-test on fixed metric files
-give known values, a diverged run is flagged, runs are grouped by what their configs say (duplicates
-and skipped folders listed), and a 2 x 2 sweep on CPU writes report and plots, shows progress and
-keys its runs by their options."""
+give known values, a diverged run is flagged, runs are grouped by what their reports (or, without
+one, their dumped configs) say (duplicates and skipped folders listed), and a 2 x 2 sweep on CPU
+writes report and plots, shows progress and keys its runs by their options."""
 import json
 import math
 import os
 import os.path as osp
 import re
+import sys
 
 import pytest
 
 from mm_utils import REPO, run_cli, small_options, tool
 from normdet.data import generate_synthetic_coco
-from normdet.errors import ConfigError
-from normdet.study import aggregate, collect, paired_t_test, write_study
+from normdet.study import aggregate, collect, paired_t_test, read_run, write_study
+from normdet.utils.errors import ConfigError
 
 APS = {('BN', 0): 0.30, ('BN', 1): 0.32, ('BN', 2): 0.31,
        ('DNB', 0): 0.32, ('DNB', 1): 0.35, ('DNB', 2): 0.32}
@@ -59,7 +60,8 @@ def reject(constant):
 
 
 def test_paired_t_test_known_value():
-    # d = (0.02, 0.03, 0.01): mean 0.02, sd 0.01, t = 2 sqrt(3); df 2: p = (1 - t / sqrt(t^2 + 2)) / 2
+    # d = (0.02, 0.03, 0.01): mean 0.02, sd 0.01, t = 2 sqrt(3)
+    # df 2: p = (1 - t / sqrt(t^2 + 2)) / 2
     t, p, n = paired_t_test([0.32, 0.35, 0.32], [0.30, 0.32, 0.31])
     assert n == 3 and t == pytest.approx(2 * math.sqrt(3))
     assert p == pytest.approx(0.5 * (1 - t / math.sqrt(t * t + 2)))
@@ -117,8 +119,8 @@ def test_runs_grouped_by_what_they_were(tmp_path):
         f.write(MMDET_DUMP)
     with open(osp.join(mmdet, '20260102_000000', 'vis_data', 'scalars.json'), 'w') as f:
         f.write(json.dumps(dict(loss=1.0, lr=0.01, iter=10, step=10)) + '\n')
-        f.write(json.dumps({'coco/bbox_mAP': 0.4, 'coco/bbox_mAP_50': 0.6, 'coco/bbox_mAP_75': 0.42,
-                            'coco/bbox_mAP_l': None, 'step': 12}) + '\n')
+        f.write(json.dumps({'coco/bbox_mAP': 0.4, 'coco/bbox_mAP_50': 0.6,
+                            'coco/bbox_mAP_75': 0.42, 'coco/bbox_mAP_l': None, 'step': 12}) + '\n')
     os.makedirs(osp.join(root, 'crashed', '20260103_000000'))
     with open(osp.join(root, 'crashed', '20260103_000000', '20260103_000000.log'), 'w') as f:
         f.write('started\n')
@@ -142,6 +144,27 @@ def test_runs_grouped_by_what_they_were(tmp_path):
     assert 'notes' not in md
 
 
+def test_unfinished_run_is_described_by_its_config(tmp_path, monkeypatch):
+    """A sweep's run with no report (it diverged) is what its dumped config says, over what
+    sweep_run.json says, so that it joins its finished siblings' group; without MMEngine, a note
+    says the config was not read and the run is what sweep_run.json says."""
+    d = tmp_path / 'run'
+    d.mkdir()
+    (d / 'retinanet_gn.py').write_text(MMDET_DUMP)
+    (d / 'sweep_run.json').write_text(json.dumps(dict(
+        detector='retinanet', norm='GN', batch=4, seed=3, status='diverged', data_root=None)))
+    run = read_run(str(d))
+    assert (run['status'], run['detector'], run['dataset'], run['schedule'], run['norm'],
+            run['batch'], run['seed'], run['notes']) == (
+        'diverged', 'RetinaNet ResNet50', '/data/coco', '12 epochs', 'GN', 4, 3, [])
+    monkeypatch.setitem(sys.modules, 'normdet.openmmlab.config', None)  # as without MMEngine
+    run = read_run(str(d))
+    assert (run['detector'], run['dataset'], run['schedule']) == ('retinanet', None, None)
+    assert run['status'] == 'diverged' and 'config' not in run
+    assert run['notes'] and run['notes'][0].startswith('retinanet_gn.py not read: ')
+
+
+@pytest.mark.slow
 def test_sweep_2x2_on_cpu(tmp_path):
     """GN and BN at 1 and 2 images per GPU: BN with a batch of 1 cannot train (SSD's 1x1 maps give
     one value per channel) and is reported as failed while the sweep goes on; a second call skips

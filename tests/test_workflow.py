@@ -11,7 +11,10 @@ import torch
 
 from mm_utils import DETECTORS, NORMS, config_path, run_cli, small_options, tool
 from normdet.data import CLASSES, generate_synthetic_coco
-from normdet.evaluation import PER_CLASS, SUMMARY
+from normdet.utils.coco_metrics import PER_CLASS, SUMMARY
+
+# slow: it builds and trains real detectors or launches processes (pytest -m "not slow" skips it)
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope='module')

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's normdet
 import normdet  # noqa: E402,F401  (the layers timed here are plain PyTorch)
-from normdet.errors import ConfigError  # noqa: E402
+from normdet.utils.errors import ConfigError  # noqa: E402
 
 DETECTOR_SHAPES = [(2, 256, 200, 336), (2, 64, 400, 672), (24, 96, 160, 160), (24, 1280, 10, 10)]
 QUICK_SHAPES = [(2, 32, 24, 32), (4, 64, 8, 8)]
@@ -193,7 +193,7 @@ def parse_shapes(specs) -> list:
 
 
 def main(argv=None):
-    # as normdet.apis.parse_tool_args(config=False), which needs the OpenMMLab stack: this tool
+    # as normdet.cli.args.parse_tool_args(config=False), which needs the OpenMMLab stack: this tool
     # times plain PyTorch layers and runs without it
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0], allow_abbrev=False)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -220,7 +220,7 @@ def main(argv=None):
 
 if __name__ == '__main__':
     try:
-        from normdet.apis import run_tool
+        from normdet.cli.run import run_tool
     except ImportError:  # no OpenMMLab stack: the layers alone are timed
         main()
     else:

@@ -58,7 +58,7 @@ def parse_args(argv=None):
                    help='NORMDET_KERNELS values to time each config with (default: the '
                         'environment\'s)')
     p.add_argument('--out', help='write the results as JSON')
-    from normdet.apis import parse_tool_args
+    from normdet.cli.args import parse_tool_args
     args = parse_tool_args(p, argv)
     if args.all:
         names = args.configs
@@ -88,8 +88,8 @@ class Bench:
         from mmengine.optim import build_optim_wrapper
         from mmengine.runner import Runner
 
-        from normdet.apis import load_config
-        from normdet.runner import to_memory_format
+        from normdet.cli.config import load_config
+        from normdet.openmmlab.engine import to_memory_format
         from mmdet.registry import MODELS
         self.path, self.device = path, args.device
         self.kernels = kernels or os.environ.get('NORMDET_KERNELS', 'auto')
@@ -229,12 +229,12 @@ def main(argv=None):
     result = benchmark(args)
     print(table(result))
     if args.out:
-        from normdet.io import atomic_write
+        from normdet.utils.io import atomic_write
         atomic_write(args.out, json.dumps(result, indent=2))
     return result
 
 
 if __name__ == '__main__':
     sys.path.insert(0, REPO)
-    from normdet.apis import run_tool
+    from normdet.cli.run import run_tool
     run_tool(main)

@@ -37,7 +37,7 @@ def parse_args(argv=None):
     p.add_argument('--calls', type=int, default=40, help='counted calls per layer and shape')
     p.add_argument('--out', help='write the results as JSON')
     sys.path[:0] = [REPO, osp.join(REPO, 'tools')]
-    from normdet.apis import parse_tool_args
+    from normdet.cli.args import parse_tool_args
     args = parse_tool_args(p, argv, config=False)
     from benchmark_norms import parse_shapes
     args.shape_tuples = parse_shapes(args.shapes)  # a bad shape fails here, not under valgrind
@@ -49,7 +49,7 @@ def child(args):
     which callgrind writes its counters (``--dump-before=os_getloadavg``)."""
     import torch
     torch.set_num_threads(1)
-    from normdet.allocator import keep_freed_memory
+    from normdet.utils.allocator import keep_freed_memory
     keep_freed_memory()
     from benchmark_norms import layers
     sections = []
@@ -150,5 +150,5 @@ def main(argv=None):
 
 if __name__ == '__main__':
     sys.path.insert(0, REPO)
-    from normdet.apis import run_tool
+    from normdet.cli.run import run_tool
     run_tool(main)  # a bad argument prints its message, without a traceback

@@ -4,8 +4,8 @@ outputs do not change, time both models, and save the folded weights.
     python tools/deploy.py configs/retinanet_r50_fpn_mabn.py work_dirs/.../epoch_24.pth \
         [--out folded.pth] [--iters 20] [--size 800 1333] [--device cuda]
 
-BN, SyncBN, RBN and MABN fold (normdet.fuse); FRN, GN and DN-B/DN-C cannot (input-dependent
-statistics or affine) and stay. Load the result with normdet.fuse.load_folded(cfg, path).
+BN, SyncBN, RBN and MABN fold (normdet.norms.fuse); FRN, GN and DN-B/DN-C cannot (input-dependent
+statistics or affine) and stay. Load the result with normdet.openmmlab.deploy.load_folded(cfg, path).
 The checkpoint must fit the config's model exactly (missing or unexpected keys are listed); the
 training batch per GPU it records sizes MABN's buffers as in training.
 """
@@ -16,11 +16,12 @@ import sys
 import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's normdet
-from normdet.stack import require_openmmlab  # noqa: E402
+from normdet.cli.stack import require_openmmlab  # noqa: E402
 
 require_openmmlab()
-from normdet.apis import parse_tool_args, run_tool  # noqa: E402
-from normdet.errors import ConfigError  # noqa: E402
+from normdet.cli.args import parse_tool_args  # noqa: E402
+from normdet.cli.run import run_tool  # noqa: E402
+from normdet.utils.errors import ConfigError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -58,10 +59,10 @@ def timed(fn, iters, device):
 def main(argv=None):
     args = parse_args(argv)
     import torch
-    from normdet import stack_fixes
-    from normdet.apis import load_config
-    from normdet.checkpoints import read_checkpoint
-    from normdet.fuse import build_model, fold_and_check, save_folded
+    from normdet.cli.config import load_config
+    from normdet.openmmlab import stack_fixes
+    from normdet.openmmlab.deploy import build_model, fold_and_check, save_folded
+    from normdet.openmmlab.engine.checkpoints import read_checkpoint
 
     options = dict(args.cfg_options or {})
     if args.checkpoint:

@@ -17,14 +17,14 @@ dist_check_args() {
   [[ "$MASTER_PORT" =~ ^[0-9]+$ ]] || { echo "$(basename "$0"): MASTER_PORT must be a number, got '$MASTER_PORT'" >&2; exit 2; }
 }
 
-# SCRIPT ARGS...: torchrun with NPROC processes on this node, through normdet.launch: a port in
+# SCRIPT ARGS...: torchrun with NPROC processes on this node, through normdet.cli.launch: a port in
 # use is said before starting, a tool's error is printed once (not once per rank), any other
 # failure in one line naming the rank. When one process dies, torchrun stops the others at once;
 # a process that hangs makes its peers fail after the process-group timeout
 # (env_cfg.dist_cfg.timeout, seconds).
 dist_run() {
   local script=$1; shift
-  PYTHONPATH="$TOOLS/..:${PYTHONPATH:-}" python -m normdet.launch \
+  PYTHONPATH="$TOOLS/..:${PYTHONPATH:-}" python -m normdet.cli.launch \
     --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
     --master_port="$MASTER_PORT" --nproc_per_node="$NPROC" \
     "$TOOLS/$script" "$@" --launcher pytorch

@@ -2,23 +2,25 @@
 
     python tools/report.py work_dirs/sweep_ssdlite [more work dirs...] [--out DIR] [--baseline BN]
 
-Reads each run (a folder, or the run folders directly under it): what it was from the config its
-runner dumped (detector, dataset, schedule, norm, images per GPU, seed), its results from
-coco_metrics.json (or, for runs of mmdet's own train.py, the last validation in its log),
-sweep_run.json and MMEngine's scalars log. Writes OUT/report.md, OUT/study.json and the plots: AP,
-AP50 and AP75 per norm and batch (mean, ± std where >= 2 seeds), the same vs images per GPU,
-training loss and LR curves. p-values: one-sided paired t-test (scipy.stats.ttest_rel) against
-the baseline norm over seeds. Diverged and failed runs, duplicates and skipped folders are listed.
+Reads each run (a folder, or the run folders directly under it): what it was (detector, dataset,
+schedule, norm, images per GPU, seed) and its results from coco_metrics.json (for a run without
+one, such as a run of mmdet's own train.py: what it was from the config its runner dumped, its
+results from the last validation in its log), sweep_run.json and MMEngine's scalars log. Writes
+OUT/report.md, OUT/study.json and the plots: AP, AP50 and AP75 per norm and batch (mean, ± std
+where >= 2 seeds), the same vs images per GPU, training loss and LR curves. p-values: one-sided
+paired t-test (normdet.study.stats) against the baseline norm over seeds. Diverged and failed
+runs, duplicates and skipped folders are listed.
 """
 import argparse
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's normdet
-from normdet.stack import require_openmmlab  # noqa: E402
+from normdet.cli.stack import require_openmmlab  # noqa: E402
 
 require_openmmlab()
-from normdet.apis import parse_tool_args, run_tool  # noqa: E402
+from normdet.cli.args import parse_tool_args  # noqa: E402
+from normdet.cli.run import run_tool  # noqa: E402
 
 
 def main(argv=None):

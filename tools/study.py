@@ -4,14 +4,15 @@ docs/results.md (numbers, paired t-tests, a verdict per claim) and its plots.
     python tools/study.py [--plan full|smoke] [--work-dir work_dirs/study] [--jobs 2]
         [--parts ssdlite retinanet ...] [--seeds 0] [--results docs/results.md] [--report-only]
 
-Each part of the plan is a grid of (norm, images per GPU, seed) runs of one mini config, trained
-by tools/sweep.py (resumable: finished runs are kept, an interrupted one resumes), ``--jobs`` of
-them at a time (each with cores / jobs threads: on 2 cores two single-threaded runs train faster
-than one run on two threads). Every run of a part has the same data, epochs and recipe; what
-differs between runs is only what the part varies. ``--report-only`` writes the results from the
-runs already there. ``--plan smoke`` is the CI version: two one-epoch runs on a tiny dataset.
-``--seeds 0`` trains one seed of every run of the plan (its results go to WORK_DIR/results.md)
-and, from those runs' times, estimates how long the whole plan takes on this machine.
+Each part of the plan (normdet.study.plan) is a grid of (norm, images per GPU, seed) runs of one
+mini config, trained by tools/sweep.py (resumable: finished runs are kept, an interrupted one
+resumes), ``--jobs`` of them at a time (each with cores / jobs threads: on 2 cores two
+single-threaded runs train faster than one run on two threads). Every run of a part has the same
+data, epochs and recipe; what differs between runs is only what the part varies.
+``--report-only`` writes the results from the runs already there. ``--plan smoke`` is the CI
+version: two one-epoch runs on a tiny dataset. ``--seeds 0`` trains one seed of every run of the
+plan (its results go to WORK_DIR/results.md) and, from those runs' times, estimates how long the
+whole plan takes on this machine.
 """
 import argparse
 import concurrent.futures
@@ -26,65 +27,14 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # this clone's normdet
-from normdet.stack import require_openmmlab  # noqa: E402
+from normdet.cli.stack import require_openmmlab  # noqa: E402
 
 require_openmmlab()
-from normdet.apis import parse_tool_args, run_tool  # noqa: E402
-from normdet.errors import ConfigError  # noqa: E402
-
-NORMS = ['BN', 'GN', 'FRN', 'MABN', 'DNB', 'DNC', 'RBN']
-SEEDS = [0, 1, 2]
-RCNN_SEEDS = [0, 1]  # RetinaNet and Mask R-CNN cost 3x and 8x SSDLite an image on the CPU
-DEFAULT_EPOCHS = ['ssdlite=4', 'retinanet=2', 'mask_rcnn=1']  # the 3-hour budget
-
-
-@dataclasses.dataclass
-class Part:
-    name: str
-    detector: str              # configs/<detector>_<norm>.py
-    norms: list
-    batch: list
-    epochs: int
-    seeds: list = dataclasses.field(default_factory=lambda: list(SEEDS))
-    options: list = dataclasses.field(default_factory=list)  # --cfg-options of every run
-    what: str = ''
-    optional: bool = False     # beyond the 3-hour budget: only when --parts names it
-
-    def runs(self):
-        return [(n, b, s) for n in self.norms for b in self.batch for s in self.seeds]
-
-
-def plans(epochs: dict) -> dict:
-    ssd, ret, mrc = epochs['ssdlite'], epochs['retinanet'], epochs['mask_rcnn']
-    full = [
-        # first, so that DN's default SC input can be checked before the DN claims are ruled on
-        Part('dn_sc_normalized', 'mini/ssdlite', ['DNB'], [16], ssd,
-             options=['norm_options.layer_args.sc_input=normalized'],
-             what="DN-B's SC module on scale-invariant statistics (ablation; against DN-B at "
-                  "16/GPU of the ssdlite part, the default raw statistics)"),
-        Part('ssdlite', 'mini/ssdlite', ['DNB'] + [n for n in NORMS if n != 'DNB'], [16, 2], ssd,
-             what='SSDLite-MobileNetV2, every norm at 2 and 16 images per GPU'),
-        *[Part(f'ssdlite_lr{mult}x', 'mini/ssdlite', ['BN', 'DNB'], [16], ssd,
-               options=[f'optim_wrapper.optimizer.lr={2e-3 * mult:g}'],
-               what=f'SSDLite at {mult}x the base LR (DN-B robustness claim)') for mult in (2, 4)],
-        Part('ssdlite_batch', 'mini/ssdlite', NORMS, [4, 8], ssd, optional=True,
-             what='SSDLite, the AP-versus-batch curve between 2 and 16'),
-        Part('ssdlite_12ep', 'mini/ssdlite', NORMS, [16], 12, seeds=[0], optional=True,
-             what="SSDLite at the mini configs' own 12 epochs, one seed (beyond the 3-hour "
-                  'budget): how the ranking of the short schedule holds'),
-        Part('retinanet', 'mini/retinanet', NORMS, [2], ret, seeds=RCNN_SEEDS,
-             what='RetinaNet-R18, every norm at 2 images per GPU'),
-        Part('retinanet_bn16', 'mini/retinanet', ['BN'], [16], ret, seeds=RCNN_SEEDS,
-             what='RetinaNet-R18, BN at 16 images per GPU (the large-batch reference)'),
-        Part('mask_rcnn', 'mini/mask_rcnn', NORMS, [2], mrc, seeds=RCNN_SEEDS,
-             what='Mask R-CNN-R18, every norm at 2 images per GPU'),
-        Part('mask_rcnn_bn16', 'mini/mask_rcnn', ['BN'], [16], mrc, seeds=RCNN_SEEDS,
-             what='Mask R-CNN-R18, BN at 16 images per GPU (the large-batch reference)'),
-    ]
-    smoke = [Part('smoke', 'mini/ssdlite', ['BN', 'GN'], [2], 1, seeds=[0],
-                  options=['synthetic_data=tiny'],
-                  what='CI smoke: two one-epoch runs on 16 images')]
-    return dict(full=full, smoke=smoke)
+from normdet.cli.args import parse_tool_args  # noqa: E402
+from normdet.cli.run import run_tool  # noqa: E402
+from normdet.study.plan import DEFAULT_EPOCHS, SEEDS, Part, epochs_of, plans  # noqa: E402
+from normdet.study.runs import RUN_INFO, read_json  # noqa: E402
+from normdet.utils.errors import ConfigError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -149,7 +99,6 @@ def train(parts, args) -> None:
 def run_times(part: Part, work_dir: str) -> dict:
     """(norm, batch) -> the wall times (s) of the part's finished runs in ``work_dir``."""
     times = {}
-    from normdet.study import RUN_INFO, read_json
     for path in glob.glob(osp.join(work_dir, part.name, '*', RUN_INFO)):
         r = read_json(path)
         if r.get('status') == 'done' and r.get('wall_s'):
@@ -177,8 +126,7 @@ def estimate_plan(parts, work_dir: str, jobs: int):
 
 def main(argv=None):
     args = parse_args(argv)
-    epochs = dict(kv.split('=') for kv in args.epochs)
-    epochs = {k: int(v) for k, v in epochs.items()}
+    epochs = epochs_of(args.epochs)
     parts = plans(epochs)[args.plan]
     if args.parts:
         unknown = set(args.parts) - {p.name for p in parts}
@@ -206,7 +154,7 @@ def main(argv=None):
                   'its part, norm and batch here)', flush=True)
         if not args.results:
             args.results = osp.join(args.work_dir, 'results.md')
-    from normdet.results import write_results
+    from normdet.study import write_results
     out = args.results or (osp.join(REPO, 'docs', 'results.md') if args.plan == 'full'
                            else osp.join(args.work_dir, 'results.md'))
     # the command that regenerates the results as a user runs it (not this run's paths)

@@ -17,7 +17,7 @@ are skipped, an interrupted one resumes from its last checkpoint; a run that fai
 training and validation log lines as they come (all its output is in the run's sweep.log). At
 the end the report of this sweep's runs (tools/report.py) is written to WORK_DIR/report (not with
 --no-report). --epochs moves the config's epoch-based LR schedule with the budget
-(normdet.schedule.epoch_options: a cosine's T_max and end, a step schedule's milestones).
+(normdet.cli.schedule.epoch_options: a cosine's T_max and end, a step schedule's milestones).
 """
 import argparse
 import glob
@@ -32,11 +32,12 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # this clone's normdet
-from normdet.stack import require_openmmlab  # noqa: E402
+from normdet.cli.stack import require_openmmlab  # noqa: E402
 
 require_openmmlab()
-from normdet.apis import parse_tool_args, run_tool  # noqa: E402
-from normdet.errors import ConfigError  # noqa: E402
+from normdet.cli.args import parse_tool_args  # noqa: E402
+from normdet.cli.run import run_tool  # noqa: E402
+from normdet.utils.errors import ConfigError  # noqa: E402
 
 DIVERGED = re.compile(r'loss: (nan|inf)|loss become infinite or NaN|FloatingPointError|non-finite',
                       re.IGNORECASE)
@@ -95,7 +96,7 @@ def run_name(args, norm, batch, seed) -> str:
 def command(args, norm, batch, seed, run_dir):
     from mmengine.config import Config
 
-    from normdet.schedule import epoch_options
+    from normdet.cli.schedule import epoch_options
     # the epoch budget moves the LR schedule with it (a cosine's T_max, a step's milestones)
     schedule = epoch_options(Config.fromfile(config_of(args, norm)), args.epochs)
     options = [f'train_dataloader.batch_size={batch}', f'randomness.seed={seed}', *schedule,
@@ -128,14 +129,15 @@ def run_one(args, norm, batch, seed, run_dir, prefix):
     info = dict(detector=args.detector, norm=norm, batch=batch, seed=seed, status=status,
                 returncode=rc, wall_s=round(time.monotonic() - start, 1), command=cmd,
                 options_key=options_key(args, norm), data_root=args.data_root)
-    from normdet.io import atomic_write
+    from normdet.utils.io import atomic_write
     atomic_write(osp.join(run_dir, 'sweep_run.json'), json.dumps(info, indent=2))
     return info
 
 
 def main(argv=None):
     args = parse_args(argv)
-    from normdet.study import read_json, write_study
+    from normdet.study import write_study
+    from normdet.study.runs import read_json
     grid = [(n, b, s) for n in args.norms for b in args.batch for s in args.seeds]
     start, timed, run_dirs = time.monotonic(), [], []
     print(f'[sweep] {len(grid)} runs of {args.detector} into {args.work_dir}', flush=True)

@@ -20,15 +20,18 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's normdet
-from normdet.stack import require_openmmlab  # noqa: E402
+from normdet.cli.stack import require_openmmlab  # noqa: E402
 
 require_openmmlab()
-from normdet import stack_fixes  # noqa: E402
-from normdet.apis import (build_runner, enable_tta, enable_visualization,  # noqa: E402
-                          evaluate, evaluation_dir, load_config, parse_tool_args, print_result,
-                          run_tool)
-from normdet.checkpoints import read_checkpoint  # noqa: E402
-from normdet.errors import ConfigError  # noqa: E402
+from normdet.cli.args import parse_tool_args  # noqa: E402
+from normdet.cli.config import load_config  # noqa: E402
+from normdet.cli.evaluate import evaluate, print_result  # noqa: E402
+from normdet.cli.features import enable_tta, enable_visualization  # noqa: E402
+from normdet.cli.run import run_tool  # noqa: E402
+from normdet.cli.workdir import evaluation_dir  # noqa: E402
+from normdet.openmmlab import build_runner, stack_fixes  # noqa: E402
+from normdet.openmmlab.engine.checkpoints import read_checkpoint  # noqa: E402
+from normdet.utils.errors import ConfigError  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -17,12 +17,17 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's normdet
-from normdet.stack import require_openmmlab  # noqa: E402
+from normdet.cli.stack import require_openmmlab  # noqa: E402
 
 require_openmmlab()
-from normdet.apis import (build_runner, check_work_dir, enable_tensorboard,  # noqa: E402
-                          evaluate, load_config, parse_tool_args, print_result, run_tool)
-from normdet.errors import ConfigError  # noqa: E402
+from normdet.cli.args import parse_tool_args  # noqa: E402
+from normdet.cli.config import load_config  # noqa: E402
+from normdet.cli.evaluate import evaluate, print_result  # noqa: E402
+from normdet.cli.features import enable_tensorboard  # noqa: E402
+from normdet.cli.run import run_tool  # noqa: E402
+from normdet.cli.workdir import check_work_dir  # noqa: E402
+from normdet.openmmlab import build_runner  # noqa: E402
+from normdet.utils.errors import ConfigError  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -1,11 +1,12 @@
 # What every normdet config adds to mmdet's packaged one. Only keys that mmdet's configs lack, so
 # that this file can sit beside them in a `_base_` list.
-custom_imports = dict(imports=['normdet'], allow_failed_imports=False)
-# Prepares the config before building (normdet/runner.py): resolves the dataset (synthetic unless
-# data_root or $NORMDET_DATA_ROOT names one), rewrites every BN to `norm` with its companions,
-# and makes --resume exact.
+# registers normdet's layers, models, hooks, runner and metric (normdet/openmmlab/)
+custom_imports = dict(imports=['normdet.openmmlab'], allow_failed_imports=False)
+# Prepares the config before building (normdet/openmmlab/engine/prepare.py): resolves the
+# dataset (synthetic unless data_root or $NORMDET_DATA_ROOT names one), rewrites every BN to
+# `norm` with its companions, and makes --resume exact.
 runner_type = 'NormDetRunner'
-norm = 'BN'  # BN, SyncBN, GN, FRN, MABN, DNB, DNC or RBN (the table in normdet/norms.py)
+norm = 'BN'  # BN, SyncBN, GN, FRN, MABN, DNB, DNC or RBN (the table in normdet/norms/table.py)
 # Arguments of normdet.convert_norm: placement ('all': every norm of the config; 'backbone': the
 # backbone's only), target_batch (MABN's buffer = target_batch / batch per GPU, rounded up, at
 # least 2), num_groups (GN), scratch (norm_eval=False, no frozen stages, no ImageNet init),

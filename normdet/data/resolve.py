@@ -22,7 +22,8 @@ import json
 import os
 import os.path as osp
 
-from ..errors import DataError
+from ..utils.config import walk
+from ..utils.errors import DataError
 from .synthetic import check_coco, ensure_synthetic_coco
 
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
@@ -45,6 +46,9 @@ def synthetic_root(spec=None) -> str:
 def data_root_of(cfg) -> tuple:
     """(root, source) where source is 'config', 'env' or 'synthetic'; generates synthetic data."""
     root = cfg.get('data_root')
+    resolved = cfg.get('normdet_data') or {}
+    if root and root == resolved.get('root'):  # a prepared config: where its root came from
+        return root, resolved['source']
     if root == 'synthetic':
         return synthetic_root(cfg.get('synthetic_data')), 'synthetic'
     if root:
@@ -56,25 +60,15 @@ def data_root_of(cfg) -> tuple:
 
 def _datasets(node):
     """The leaf dataset configs (those with an ``ann_file``) inside a dataset config."""
-    if isinstance(node, dict):
-        if 'ann_file' in node:
-            yield node
-        for key in ('dataset', 'datasets'):
-            yield from _datasets(node.get(key))
-    elif isinstance(node, (list, tuple)):
-        for item in node:
-            yield from _datasets(item)
+    return [d for d, _ in walk(node) if 'ann_file' in d]
 
 
-def _set_num_classes(node, n: int, path: str = 'model') -> None:
-    if isinstance(node, dict):
-        if 'num_classes' in node and 'rpn_head' not in path:
-            node['num_classes'] = n
-        for key, value in node.items():
-            _set_num_classes(value, n, f'{path}.{key}')
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            _set_num_classes(value, n, path)
+def _set_num_classes(model_cfg, n: int) -> None:
+    """``num_classes = n`` in every component of the model but the RPN head (its one class is
+    'object')."""
+    for d, path in walk(model_cfg):
+        if 'num_classes' in d and 'rpn_head' not in path:
+            d['num_classes'] = n
 
 
 def resolve_data(cfg) -> dict:
@@ -87,7 +81,8 @@ def resolve_data(cfg) -> dict:
     found = {}  # classes -> annotation files declaring them
     for loader, ds in leaves:
         ds['data_root'] = root
-        if ds.get('type') == 'CocoDataset':  # the same, saying what it drops (coco_dataset.py)
+        if ds.get('type') == 'CocoDataset':  # the same, saying what it drops
+            # (normdet/openmmlab/datasets/coco_dataset.py)
             ds['type'] = 'NormDetCocoDataset'
         img_dir = (ds.get('data_prefix') or {}).get('img', '')
         cats = check_coco(root, ds['ann_file'], img_dir)

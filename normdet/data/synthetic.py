@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ..errors import DataError, DataNotFoundError
+from ..utils.errors import DataError, DataNotFoundError
 
 SHAPES = ('circle', 'square', 'triangle', 'star', 'hexagon', 'cross', 'ring', 'ellipse')
 CLASSES = SHAPES[:4]  # the default preset's classes

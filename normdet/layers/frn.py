@@ -17,7 +17,7 @@ Choices the paper leaves open, made here:
   DistributedDataParallel wants).
 - ``tlu=False`` gives FRN without TLU, for norms followed by no activation (the last norm of a
   residual branch, heads that end linearly). FRN+TLU replaces a BN+activation pair:
-  ``normdet.norm_act`` removes the activation after it and the TLU where none follows.
+  ``normdet.openmmlab.models.norm_act`` removes the activation after it and the TLU where none follows.
 - Computed in float32 and cast back, so bf16/fp16 inputs stay stable; forward and backward are
   the fused passes of ``normdet.layers._affine`` (Triton kernels on CUDA).
 - A non-finite input gives a non-finite output (FRN has no state to protect); training flags it

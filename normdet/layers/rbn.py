@@ -4,7 +4,7 @@ The layer is plain BN, y = gamma (x - mu) / sqrt(sigma2 + eps) + beta, with the 
 to a constant below 1 (``bn_weight``, 0.1 suggested) instead of 1. The paper's other two parts are
 not layers and live elsewhere in normdet:
 - optimizer rule: BN scale learning rate divided by c (100), no weight decay on norm parameters
-  and biases -> ``normdet.optim.RBNOptimWrapperConstructor``;
+  and biases -> ``normdet.openmmlab.engine.optim.RBNOptimWrapperConstructor``;
 - online input normalisation: a BN over the 3 input channels replacing the fixed dataset mean/std,
   gamma initialised to bn_weight * 0.58, beta frozen at 0 -> ``normdet.preprocessor``.
 

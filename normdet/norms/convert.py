@@ -1,0 +1,76 @@
+"""Convert a built model's batch norms to any normdet norm, in plain PyTorch.
+
+A model built without configs (torchvision, timm, your own) is converted after it is built, as
+detectron2's ``FrozenBatchNorm2d.convert_frozen_batchnorm`` and timm's ``freeze_batch_norm_2d``
+swap theirs:
+
+    model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(weights=None)
+    model = normdet.convert_module(model, 'FRN')
+
+(An MMDetection config is rewritten before it is built by ``normdet.openmmlab.convert_norm``.)
+"""
+import torch
+from torch import nn
+
+from .table import BN_MOMENTUM, NormContext, get_norm
+
+def _is_bn2d(module: nn.Module) -> bool:
+    """A 2d batch norm of torch (BatchNorm2d, SyncBatchNorm, normdet's SyncBatchNorm) or a frozen
+    one (torchvision's and detectron2's FrozenBatchNorm2d: weight, bias, running mean and var as
+    buffers)."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return not isinstance(module, (nn.BatchNorm1d, nn.BatchNorm3d))
+    return type(module).__name__ == 'FrozenBatchNorm2d'
+
+
+def _convert_bn(bn: nn.Module, spec, ctx: NormContext, kwargs: dict) -> nn.Module:
+    args = dict(kwargs)
+    if spec.bn_args:  # the BN-family norms keep this BN's eps and momentum, as convert_norm does
+        momentum = getattr(bn, 'momentum', None)  # None: torch's cumulative average; frozen BN
+        args.setdefault('eps', bn.eps)
+        args.setdefault('momentum', BN_MOMENTUM if momentum is None else momentum)
+    ref = next(t for t in (bn.running_var, bn.weight) if t is not None)
+    new = spec.build(ref.numel(), ctx, **args).to(device=ref.device, dtype=ref.dtype)
+    # affine: weight (RBN names it scale) and bias; statistics where the target keeps them
+    weight = 'weight' if isinstance(getattr(new, 'weight', None), torch.Tensor) else 'scale'
+    state = {}
+    for src, dst in (('weight', weight), ('bias', 'bias'), ('running_mean', 'running_mean'),
+                     ('running_var', 'running_var'),
+                     ('num_batches_tracked', 'num_batches_tracked')):
+        value, target = getattr(bn, src, None), getattr(new, dst, None)
+        if isinstance(value, torch.Tensor) and isinstance(target, torch.Tensor) \
+                and value.shape == target.shape:
+            state[dst] = value.detach()
+    if not hasattr(new, 'running_mean') and 'running_var' in state and bn.running_mean is not None:
+        # MABN normalises by the second moment, E[x^2] = var + mean^2
+        state['running_var'] = bn.running_var + bn.running_mean.square()
+    with torch.no_grad():
+        for name, value in state.items():
+            getattr(new, name).copy_(value)
+    new.train(bn.training)
+    return new
+
+
+def convert_module(module: nn.Module, norm: str, ctx: NormContext = NormContext(),
+                   **kwargs) -> nn.Module:
+    """Replace every 2d batch norm of a built model (``nn.BatchNorm2d``, ``nn.SyncBatchNorm``,
+    torchvision's ``FrozenBatchNorm2d``) by ``norm`` (any name of ``normdet.norms``), in place;
+    returns the model (or the new layer when ``module`` itself is a BN).
+
+    Each new layer is built as the norm's configs build it (``get_norm(norm).build``; the BN-family
+    norms take the replaced BN's eps and momentum; ``ctx`` and ``kwargs`` as in ``Norm.build``,
+    e.g. ``ctx=NormContext(batch_per_gpu=2)`` for MABN's buffer, ``num_groups=16`` for GN) and
+    keeps what carries over: the affine weight (RBN's ``scale``) and bias, and the running mean
+    and variance and batch count where the new norm keeps them (BN, SyncBN, DN-B, DN-C, RBN; MABN,
+    which normalises by the second moment, gets running var + mean^2). So BN-family targets
+    compute in eval exactly what the BN did, and a frozen BN becomes a trainable norm. Only the norms are swapped: activations stay (FRN's TLU
+    then precedes the model's ReLU), and the companions the configs add (MABN's weight-centralised
+    conv, RBN's optimizer rule and input BN) are the caller's to add."""
+    spec = get_norm(norm)
+    if _is_bn2d(module):
+        return _convert_bn(module, spec, ctx, kwargs)
+    for name, child in module.named_children():
+        new = convert_module(child, norm, ctx, **kwargs)
+        if new is not child:
+            setattr(module, name, new)
+    return module

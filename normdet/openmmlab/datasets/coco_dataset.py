@@ -1,0 +1,116 @@
+"""mmdet's CocoDataset, which says what it drops and checks its images before training.
+
+mmdet 3.3's ``CocoDataset`` drops, without a word, every annotation with an unknown category id,
+a box of zero or negative size, or a box entirely outside its image, and every annotation of an
+image the file does not list; an annotation file with images but no annotations trains on
+nothing; a missing or empty image file fails only when a worker reaches it (for a val image:
+after training). ``NormDetCocoDataset`` (``normdet.data.resolve_data`` puts it in place of
+``CocoDataset``) keeps mmdet's rules and, when the dataset is built (before the first
+iteration, for the val split too):
+
+- logs one line per annotation file (once per process) counting what was dropped and why, with
+  example annotation ids;
+- raises a DataError when the file has images but no usable annotation, when an annotation has
+  no 4-number ``bbox``, or when image files are missing or empty (0 bytes), naming them.
+"""
+import collections
+import logging
+import os
+import os.path as osp
+
+from mmdet.datasets import CocoDataset
+from mmengine.registry import DATASETS
+from mmengine.logging import print_log
+
+from ...utils.errors import DataError, DataNotFoundError
+
+_REPORTED = set()  # annotation files whose dropped annotations this process has logged
+
+
+def _examples(items, n: int = 3) -> str:
+    items = list(items)
+    return ', '.join(str(i) for i in items[:n]) + (', ...' if len(items) > n else '')
+
+
+@DATASETS.register_module()
+class NormDetCocoDataset(CocoDataset):
+    """``CocoDataset`` with the checks and counts of the module docstring."""
+
+    def load_data_list(self) -> list:
+        self._dropped = collections.defaultdict(list)  # reason -> annotation ids
+        self._annotations = None  # annotations in the file, read while it is open
+        self._used = 0  # annotations of the listed images
+        data_list = super().load_data_list()
+        self._report(data_list)
+        self._check_images(data_list)
+        return data_list
+
+    def parse_data_info(self, raw_data_info: dict):
+        if self._annotations is None:
+            self._annotations = len(self.coco.anns)
+        img = raw_data_info['raw_img_info']
+        for ann in raw_data_info['raw_ann_info']:
+            self._used += 1
+            box = ann.get('bbox')
+            if not (isinstance(box, (list, tuple)) and len(box) == 4
+                    and all(isinstance(v, (int, float)) for v in box)):
+                raise DataError(f'annotation {ann.get("id")} of image {img.get("file_name")} in '
+                                f'{self.ann_file} has bbox {box!r}, not [x, y, width, height]; '
+                                'fix or remove it')
+            if ann.get('ignore', False):
+                continue
+            x, y, w, h = box
+            if w < 1 or h < 1 or ann.get('area', 1) <= 0:
+                self._dropped['of zero or negative size'].append(f'{ann.get("id")}')
+            elif (min(x + w, img['width']) - max(x, 0) <= 0
+                  or min(y + h, img['height']) - max(y, 0) <= 0):
+                self._dropped['entirely outside the image'].append(f'{ann.get("id")}')
+            elif ann.get('category_id') not in self.cat_ids:
+                self._dropped['with a category id that is not one of the classes'].append(
+                    f'{ann.get("id")}: category {ann.get("category_id")}')
+        return super().parse_data_info(raw_data_info)
+
+    def _report(self, data_list: list) -> None:
+        total = self._annotations or 0
+        orphans = total - self._used
+        if orphans:
+            self._dropped['of an image the file does not list'].extend([None] * orphans)
+        dropped = sum(len(v) for v in self._dropped.values())
+        if data_list and (total == 0 or dropped == total):
+            raise DataError(
+                f'annotation file {self.ann_file} lists {len(data_list)} images but '
+                + ('no annotations' if total == 0 else f'none of its {total} annotations is usable '
+                   f'({self._summary()})')
+                + ': training and evaluation need instances (an instances_*.json file, not an '
+                'image-info file such as image_info_test2017.json)')
+        if not data_list:
+            raise DataError(f'annotation file {self.ann_file} lists no images; check ann_file')
+        if dropped and self.ann_file not in _REPORTED:
+            _REPORTED.add(self.ann_file)
+            print_log(f'{self.ann_file}: {dropped} of {total} annotations are dropped, as mmdet '
+                      f'drops them: {self._summary()}; fix the annotation file to use them',
+                      logger='current', level=logging.WARNING)
+
+    def _summary(self) -> str:
+        return '; '.join(f'{len(ids)} {reason}'
+                         + (f' (annotation {_examples(ids)})' if ids[0] is not None else '')
+                         for reason, ids in self._dropped.items())
+
+    def _check_images(self, data_list: list) -> None:
+        missing, empty = [], []
+        for info in data_list:
+            try:
+                if os.stat(info['img_path']).st_size == 0:
+                    empty.append(info['img_path'])
+            except FileNotFoundError:
+                missing.append(info['img_path'])
+        folder = self.data_prefix.get('img', '')
+        if missing:
+            raise DataNotFoundError(
+                f'{len(missing)} of the {len(data_list)} images listed in {self.ann_file} are not '
+                f'in {folder} (e.g. {_examples(osp.basename(p) for p in missing)}): copy them '
+                'there, or check data_root and data_prefix')
+        if empty:
+            raise DataError(f'{len(empty)} of the {len(data_list)} images in {folder} are empty '
+                            f'files (0 bytes: {_examples(osp.basename(p) for p in empty)}), '
+                            'the trace of an interrupted copy: copy them again')

@@ -1,0 +1,222 @@
+"""The papers' claims and the rules that rule on them from the study's runs (tools/study.py).
+
+Each claim is a comparison of two groups of runs that differ in one thing (the norm, or the
+batch, or the LR), paired by seed (same seed: same initialisation and data order). A group is a
+cell of the plan, (part, norm, images per GPU); the claims name the plan's parts through
+normdet.study.plan's constants. Per pair the difference d = AP(claimed better) - AP(other); over
+the seeds, the mean and std of d and the one-sided paired t-tests in both directions
+(normdet.study.stats: with no spread in d, its sign decides). The verdict rules (docs/results.md
+lists them) are fixed before looking at the numbers:
+
+- "A beats B": **reproduced** when p(d > 0) < 0.05; **not reproduced** when the mean d <= 0 (the
+  measured effect has the wrong sign; "significantly" when p(d < 0) < 0.05); **inconclusive**
+  when d > 0 on average but p >= 0.05.
+- "A matches B" (equivalence within +-1 AP): **reproduced** when both one-sided tests of the
+  margin (TOST) give p < 0.05; **not reproduced** when d is significantly below -1 AP (or above
+  +1); **inconclusive** otherwise (3 seeds rarely prove equivalence).
+- "A does not train normally": **reproduced** when A diverged or failed in a run where the
+  reference did not, or A is significantly worse than the reference (p < 0.05) by more than
+  3 AP; **not reproduced** when every run of A finished and A is not significantly worse than
+  the reference by that much; the rest is **inconclusive**.
+- Floor: a "beats" or "matches" comparison in which both sides average below 2 AP is
+  **inconclusive** (neither detector has started to detect; the difference is noise). This
+  rule was added after the first runs of the study showed GN and FRN near 0 AP at the budgeted
+  schedule; it only turns verdicts into "inconclusive".
+"""
+import os.path as osp
+
+from .plan import (DN_SC_NORMALIZED, LR_MULTS, MASK_RCNN, MASK_RCNN_BN16, RETINANET,
+                   RETINANET_BN16, SSDLITE, ssdlite_lr)
+from .runs import ap, collect, mark_duplicates
+from .stats import mean_std, t_test
+
+MARGIN = 0.01      # "matches": within 1 AP
+COLLAPSE = 0.03    # "does not train normally": worse by more than 3 AP
+FLOOR = 0.02       # both sides below 2 AP: no verdict
+ALPHA = 0.05
+DETECTORS = (('SSDLite', SSDLITE), ('RetinaNet', RETINANET), ('Mask R-CNN', MASK_RCNN))
+
+
+def _p(d, alternative, popmean=0.0) -> float:
+    return t_test(d, alternative, popmean)[1]
+
+
+def runs_by(parts_runs) -> dict:
+    """{(part, norm, batch): {seed: run}} for the counted runs (latest of duplicates)."""
+    table = {}
+    for part, runs in parts_runs.items():
+        for r in runs:
+            if 'duplicate_of' in r:
+                continue
+            table.setdefault((part, r['norm'], r['batch']), {})[r['seed']] = r
+    return table
+
+
+def compare(a: dict, b: dict, task='bbox') -> dict:
+    """Paired comparison of two {seed: run} groups: the differences d of the seeds both have
+    an AP for, their mean and std, the p-values of d > 0 and d < 0, each side's APs and its
+    runs that did not finish."""
+    seeds = sorted(s for s in set(a) & set(b)
+                   if ap(a[s], task) is not None and ap(b[s], task) is not None)
+    d = [ap(a[s], task) - ap(b[s], task) for s in seeds]
+    mean, std = mean_std(d)
+    aps = lambda g: [ap(g[s], task) for s in sorted(g) if ap(g[s], task) is not None]  # noqa
+    return dict(seeds=seeds, n=len(d), d=d, mean=mean, std=std,
+                p_greater=_p(d, 'greater'), p_less=_p(d, 'less'), a=aps(a), b=aps(b),
+                a_bad=sum(r['status'] != 'done' for r in a.values()),
+                b_bad=sum(r['status'] != 'done' for r in b.values()))
+
+
+def verdict(kind: str, c: dict) -> tuple:
+    """(verdict, why) of a comparison ``c`` (``compare``) of the ``kind`` 'beats', 'matches' or
+    'fails', by the rules of the module docstring."""
+    if c['n'] < 2 and kind != 'fails':
+        return 'inconclusive', f'{c["n"]} paired seed(s): too few for a test'
+    if kind != 'fails' and c['a'] and c['b'] and max(mean_std(c['a'])[0],
+                                                     mean_std(c['b'])[0]) < FLOOR:
+        return 'inconclusive', 'both below 2 AP: neither has started to detect'
+    if kind == 'beats':
+        if c['p_greater'] < ALPHA:
+            return 'reproduced', f'p = {c["p_greater"]:.3f} < {ALPHA}'
+        if c['mean'] <= 0:
+            sig = ' (significantly: p = %.3f)' % c['p_less'] if c['p_less'] < ALPHA else ''
+            return 'not reproduced', f'the measured difference is {100 * c["mean"]:+.1f} AP{sig}'
+        return 'inconclusive', (f'{100 * c["mean"]:+.1f} AP on average, p = '
+                                f'{c["p_greater"]:.3f} >= {ALPHA}')
+    if kind == 'matches':
+        lo = _p(c['d'], 'greater', -MARGIN)
+        hi = _p(c['d'], 'less', MARGIN)
+        if max(lo, hi) < ALPHA:
+            return 'reproduced', f'within +-{100 * MARGIN:.0f} AP (TOST p = {max(lo, hi):.3f})'
+        if _p(c['d'], 'less', -MARGIN) < ALPHA or _p(c['d'], 'greater', MARGIN) < ALPHA:
+            return 'not reproduced', (f'{100 * c["mean"]:+.1f} AP: significantly outside '
+                                      f'+-{100 * MARGIN:.0f} AP')
+        return 'inconclusive', (f'{100 * c["mean"]:+.1f} AP; equivalence within '
+                                f'+-{100 * MARGIN:.0f} AP not shown (TOST p = {max(lo, hi):.3f})')
+    if kind == 'fails':  # a = the norm claimed not to train, b = the reference
+        if c['a_bad'] > c['b_bad']:
+            return 'reproduced', f'{c["a_bad"]} run(s) diverged or failed'
+        if _p(c['d'], 'less', -COLLAPSE) < ALPHA:
+            return 'reproduced', f'{100 * c["mean"]:+.1f} AP, significantly below -3 AP'
+        if c['a_bad'] == 0 and c['n'] >= 2 and (c['mean'] > -COLLAPSE or
+                                                _p(c['d'], 'greater', -COLLAPSE) < ALPHA):
+            return 'not reproduced', (f'every run trained; {100 * c["mean"]:+.1f} AP against '
+                                      'the reference')
+        return 'inconclusive', f'{100 * c["mean"]:+.1f} AP'
+    raise ValueError(kind)
+
+
+def claims_for(parts) -> list:
+    """The claims, as (id, the paper's claim, [(label, kind, (part, norm, batch) claimed better,
+    (part, norm, batch) other, task)]): the comparisons of the parts in ``parts`` (the names of
+    the parts with runs)."""
+    out = []
+
+    def have(*names):
+        return all(n in parts for n in names)
+
+    mabn = []
+    for (det, part), big in zip(DETECTORS, ((SSDLITE, 'BN', 16), (RETINANET_BN16, 'BN', 16),
+                                            (MASK_RCNN_BN16, 'BN', 16))):
+        if have(part, big[0]):
+            mabn += [(f'{det}: MABN at 2/GPU beats BN at 2/GPU', 'beats', (part, 'MABN', 2),
+                      (part, 'BN', 2), 'bbox'),
+                     (f'{det}: MABN at 2/GPU matches BN at 16/GPU', 'matches', (part, 'MABN', 2),
+                      big, 'bbox')]
+    if have(MASK_RCNN, MASK_RCNN_BN16):
+        mabn += [('Mask R-CNN (mask AP): MABN at 2/GPU beats BN at 2/GPU', 'beats',
+                  (MASK_RCNN, 'MABN', 2), (MASK_RCNN, 'BN', 2), 'segm'),
+                 ('Mask R-CNN (mask AP): MABN at 2/GPU matches BN at 16/GPU', 'matches',
+                  (MASK_RCNN, 'MABN', 2), (MASK_RCNN_BN16, 'BN', 16), 'segm')]
+    out.append(('mabn', 'MABN (Yan et al. 2020): at a small batch MABN matches BN at a large '
+                'batch and beats BN at the small batch', mabn))
+    frn = []
+    for det, part in DETECTORS:
+        if have(part):
+            frn += [(f'{det}: FRN beats GN at 2/GPU', 'beats', (part, 'FRN', 2), (part, 'GN', 2),
+                     'bbox'),
+                    (f'{det}: FRN beats BN at 2/GPU', 'beats', (part, 'FRN', 2), (part, 'BN', 2),
+                     'bbox')]
+    out.append(('frn', 'FRN (Singh & Krishnan 2020): FRN beats GN and BN at small batch', frn))
+    dnb = []
+    if have(SSDLITE):
+        dnb += [('SSDLite: DN-B beats BN at 16/GPU', 'beats', (SSDLITE, 'DNB', 16),
+                 (SSDLITE, 'BN', 16), 'bbox'),
+                ('SSDLite: DN-B beats BN at 2/GPU (smaller batch)', 'beats', (SSDLITE, 'DNB', 2),
+                 (SSDLITE, 'BN', 2), 'bbox')]
+    for mult in LR_MULTS:
+        if have(ssdlite_lr(mult)):
+            dnb.append((f'SSDLite: DN-B beats BN at {mult}x the LR (16/GPU)', 'beats',
+                        (ssdlite_lr(mult), 'DNB', 16), (ssdlite_lr(mult), 'BN', 16), 'bbox'))
+    out.append(('dnb', 'DN-B (Liu et al. 2021): DN-B beats BN on SSDLite and holds up at higher '
+                'LR and smaller batch', dnb))
+    dnc = []
+    for det, part in DETECTORS:
+        if have(part):
+            for batch in ((2, 16) if part == SSDLITE else (2,)):
+                dnc.append((f'{det}: DN-C does not train normally at {batch}/GPU (vs BN)', 'fails',
+                            (part, 'DNC', batch), (part, 'BN', batch), 'bbox'))
+    out.append(('dnc', 'DN-C (Liu et al. 2021): DN-C "can\'t train normally"', dnc))
+    rbn = []
+    for det, part in DETECTORS:
+        if have(part):
+            rbn += [(f'{det}: RBN beats BN at {b}/GPU', 'beats', (part, 'RBN', b), (part, 'BN', b),
+                     'bbox') for b in ((2, 16) if part == SSDLITE else (2,))]
+    out.append(('rbn', "Revisiting BN (Davis & Frank): RBN's initialisation and update give a "
+                'significant gain over BN', rbn))
+    if have(DN_SC_NORMALIZED, SSDLITE):
+        out.append(('dn_ablation', "Ablation of our DN interpretation (no public code): the SC "
+                    "module on scale-invariant statistics instead of the raw mean and std", [
+                        ("SSDLite: DN-B with normalized SC input beats the raw input (16/GPU)",
+                         'beats', (DN_SC_NORMALIZED, 'DNB', 16), (SSDLITE, 'DNB', 16), 'bbox'),
+                        ("SSDLite: DN-B with the raw SC input beats the normalized (16/GPU)",
+                         'beats', (SSDLITE, 'DNB', 16), (DN_SC_NORMALIZED, 'DNB', 16),
+                         'bbox')]))
+    return out
+
+
+def collect_parts(plan, work_dir: str) -> dict:
+    """{part name: its runs in ``work_dir/<part>``, skipped folders left out, duplicates
+    flagged} for every part of ``plan``."""
+    parts_runs = {}
+    for part in plan:
+        d = osp.join(work_dir, part.name)
+        runs = collect([d]) if osp.isdir(d) else []
+        mark_duplicates(runs)
+        parts_runs[part.name] = [r for r in runs if r['status'] != 'skipped']
+    return parts_runs
+
+
+def rule_claims(parts_runs: dict) -> list:
+    """Every claim of the parts with runs, each comparison with its ``compare`` and
+    ``verdict``."""
+    table = runs_by(parts_runs)
+    results = []
+    for cid, text, rows in claims_for({p for p, rs in parts_runs.items() if rs}):
+        ruled = []
+        for label, kind, ka, kb, task in rows:
+            c = compare(table.get(ka, {}), table.get(kb, {}), task)
+            ruled.append(dict(label=label, kind=kind, a=ka, b=kb, task=task, cmp=c,
+                              verdict=verdict(kind, c)))
+        results.append(dict(id=cid, text=text, rows=ruled))
+    return results
+
+
+def verdict_rules() -> list:
+    """The verdict rules of this module's docstring, one Markdown list item each."""
+    text = __doc__.split('fixed before looking at the numbers:')[1].strip()
+    items = [' '.join(chunk.split()) for chunk in text.split('\n- ')]
+    return [i if i.startswith('- ') else f'- {i}' for i in items]
+
+
+def overall(rows) -> str:
+    """One verdict for a claim from the verdicts of its comparisons."""
+    vs = [r['verdict'][0] for r in rows]
+    if not vs:
+        return 'not tested (no runs)'
+    if all(v == 'reproduced' for v in vs):
+        return 'reproduced'
+    if all(v == 'not reproduced' for v in vs):
+        return 'not reproduced'
+    counts = {v: vs.count(v) for v in ('reproduced', 'not reproduced', 'inconclusive')}
+    return 'mixed: ' + ', '.join(f'{k} in {n} of {len(vs)}' for k, n in counts.items() if n)

@@ -1,0 +1,103 @@
+"""docs/results.md: the verdict on each of the papers' claims (normdet.study.claims) from the
+runs of the study's plan (normdet.study.plan), with the numbers behind each verdict, every group
+of runs, and the parts of the plan; each part's own report and plots (normdet.study.report) go
+to ``study/<part>/`` next to it."""
+import math
+import os
+import os.path as osp
+import shlex
+
+from normdet.utils.io import atomic_write
+
+from .claims import collect_parts, overall, rule_claims, runs_by, verdict_rules
+from .report import mean_pm, write_study
+from .runs import ap
+from .stats import mean_std
+
+
+def _ms(values) -> str:
+    """AP values in percent as 'mean ± std' (the std where there are two or more)."""
+    return mean_pm(*mean_std(values))
+
+
+def _fmt_p(p) -> str:
+    return '-' if isinstance(p, float) and math.isnan(p) else f'{p:.3f}'
+
+
+def results_markdown(plan, parts_runs, results, argv, extra: str = '') -> str:
+    """The Markdown of docs/results.md; ``argv``: the tools/study.py options that regenerate it,
+    ``extra``: Markdown appended (the notes written after the runs)."""
+    cmd = 'python tools/study.py ' + ' '.join(shlex.quote(a) for a in argv)
+    lines = ['# Results: the papers\' claims on the embedded benchmark', '',
+             'Regenerate everything (resumable: it trains only the runs still missing, then '
+             'writes this file and `docs/study/`):', '', '```bash',
+             f'bash tools/env.sh {cmd.strip()}', '```', '',
+             *_completeness(plan, parts_runs), '',
+             'Rules (`normdet/study/claims.py`; all but the last were fixed before the runs):', '',
+             *verdict_rules(), '',
+             '## Verdicts', '',
+             '| claim | verdict |', '|---|---|']
+    for res in results:
+        lines.append(f"| {res['text']} | **{overall(res['rows'])}** |")
+    for res in results:
+        lines += ['', f"## {res['text']}", '',
+                  '| comparison | AP (%) claimed better, mean ± std | other | d (AP) mean ± std '
+                  '| p(d > 0) | p(d < 0) | seeds | verdict | why |', '|---' * 9 + '|']
+        for r in res['rows']:
+            c = r['cmp']
+            d = (f'{100 * c["mean"]:+.2f} ± {100 * c["std"]:.2f}' if c['n'] > 1 else
+                 (f'{100 * c["mean"]:+.2f}' if c['n'] else '-'))
+            task = '' if r['task'] == 'bbox' else ' (mask)'
+            lines.append(f"| {r['label']}{task} | {_ms(c['a'])} | {_ms(c['b'])} | {d} | "
+                         f"{_fmt_p(c['p_greater'])} | {_fmt_p(c['p_less'])} | {c['n']} | "
+                         f"**{r['verdict'][0]}** | {r['verdict'][1]} |")
+    lines += ['', '## Every group', '',
+              '| part | norm | batch/GPU | runs | AP (%) | AP50 | AP75 | not finished |',
+              '|---' * 8 + '|']
+    table = runs_by(parts_runs)
+    for (part, norm, batch), g in sorted(table.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        aps = [[v for v in (ap(r, 'bbox', key) for r in g.values()) if v is not None]
+               for key in ('mAP', 'mAP_50', 'mAP_75')]
+        done = sum(r['status'] == 'done' for r in g.values())
+        lines.append(f'| {part} | {norm} | {batch} | {len(g)} | '
+                     + ' | '.join(map(_ms, aps)) + f' | {len(g) - done} |')
+    lines += ['', '## The parts of the study', '']
+    for part in plan:
+        n = len(parts_runs.get(part.name) or [])
+        opts = f"; options `{' '.join(part.options)}`" if part.options else ''
+        where = (f'Report and plots: [study/{part.name}/report.md](study/{part.name}/report.md)'
+                 if n else 'Not run.')
+        lines.append(f'- **{part.name}** ({n} runs found{", optional" if part.optional else ""}):'
+                     f' {part.what}; `{part.detector}`, norms {", ".join(part.norms)}, batch '
+                     f'{part.batch}, seeds {part.seeds}, {part.epochs} epochs{opts}. {where}')
+    return '\n'.join(lines) + '\n' + ('\n' + extra if extra else '')
+
+
+def _completeness(plan, parts_runs) -> list:
+    """How much of the plan the results stand on: planned and finished runs per part."""
+    rows, planned, finished = [], 0, 0
+    for part in plan:
+        done = sum(r['status'] == 'done' for r in parts_runs.get(part.name) or [])
+        if not part.optional:
+            planned, finished = planned + len(part.runs()), finished + done
+        rows.append(f'| {part.name}{" (optional)" if part.optional else ""} | '
+                    f'{len(part.runs())} | {done} |')
+    head = (f'**{finished} of the {planned} runs of the plan have finished.**' +
+            (' The comparisons of the missing runs are inconclusive (no paired seeds) until '
+             'the command above trains them (it trains only what is missing).'
+             if finished < planned else ''))
+    return [head, '', '| part | planned runs | finished |', '|---|---|---|', *rows]
+
+
+def write_results(plan, work_dir: str, out: str, argv=(), extra: str = '') -> str:
+    """Rule on the claims from the runs of ``plan`` in ``work_dir/<part>/`` and write ``out``
+    (Markdown), plus each part's report and plots into ``<out's folder>/study/<part>/``."""
+    parts_runs = collect_parts(plan, work_dir)
+    results = rule_claims(parts_runs)
+    for part in plan:
+        if parts_runs.get(part.name):
+            write_study([osp.join(work_dir, part.name)],
+                        osp.join(osp.dirname(out), 'study', part.name))
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    atomic_write(out, results_markdown(plan, parts_runs, results, list(argv), extra))
+    return out

@@ -1,0 +1,28 @@
+"""Errors the tools answer with one line (the problem and the fix), no traceback, exit status 1,
+as opposed to bugs: ``normdet.cli.run.run_tool`` catches ``USER_ERRORS``."""
+
+
+class ConfigError(ValueError):
+    """A config names something that does not exist (an unknown norm, a bad option)."""
+
+
+class DataError(ValueError):
+    """A dataset is broken: an annotation file that is not COCO JSON, inconsistent classes."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """A dataset path (root, annotation file, image folder) does not exist."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, does not fit the model, or cannot be written (full disk);
+    or a work dir whose checkpoints a command would overwrite."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss, the weights or a layer's statistics became non-finite (NaN/Inf): training stops
+    before anything non-finite is saved."""
+
+
+# FloatingPointError: normdet's layers refuse non-finite statistics with a message of their own
+USER_ERRORS = (ConfigError, DataError, CheckpointError, TrainingDiverged, FloatingPointError)
