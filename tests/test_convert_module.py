@@ -108,3 +108,55 @@ def test_frozen_bn_becomes_a_trainable_norm():
     mabn = normdet.convert_module(converted, 'MABN')
     for m, (mean, var) in zip([m for m in mabn.modules() if isinstance(m, normdet.MABN)], stats):
         torch.testing.assert_close(m.running_var, var + mean ** 2)
+
+
+def test_what_cannot_be_converted_exactly_is_refused_and_the_rest_converts():
+    """A BN without affine or running statistics: converted to a per-sample norm; refused, with
+    its name, for a norm that keeps running statistics (its eval output would differ)."""
+    def model():
+        return nn.Sequential(nn.Conv2d(3, 8, 3),
+                             nn.BatchNorm2d(8, affine=False, track_running_stats=False))
+    converted = normdet.convert_module(model(), 'GN')
+    assert isinstance(converted[1], nn.GroupNorm)
+    for norm in ('BN', 'MABN', 'DNB', 'RBN'):
+        m = model()
+        with pytest.raises(ValueError, match="BatchNorm2d '1' has no running statistics"):
+            normdet.convert_module(m, norm)
+        assert isinstance(m[1], nn.BatchNorm2d)  # nothing replaced
+    plain = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8, affine=False))
+    assert isinstance(normdet.convert_module(plain, 'MABN')[1], normdet.MABN)
+
+
+class _ResidualIntoNorm(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
+
+    def forward(self, x):
+        return self.bn(self.conv(x) + x)
+
+
+class _ConvIntoNorm(_ResidualIntoNorm):
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(x)))
+
+
+class _ConvReadTwice(_ResidualIntoNorm):
+    def forward(self, x):
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+@pytest.mark.parametrize('cls,folds', [(_ResidualIntoNorm, 0), (_ConvIntoNorm, 1),
+                                       (_ConvReadTwice, 0)])
+def test_only_a_norm_fed_straight_by_its_conv_is_folded(cls, folds):
+    """fold_norms reads the parent's forward: a norm after a sum, or a conv output read twice,
+    stays as it is, and the output never changes."""
+    m = cls().eval()
+    with torch.no_grad():
+        m.bn.running_mean.normal_()
+        m.bn.running_var.uniform_(0.5, 2)
+        x = torch.randn(2, 8, 6, 6)
+        before = m(x)
+        assert normdet.fold_norms(m) == folds
+        torch.testing.assert_close(m(x), before, rtol=1e-5, atol=1e-5)

@@ -107,3 +107,4 @@ def test_deploy_tool_saves_a_loadable_folded_model(tmp_path):
     with torch.no_grad():
         for a, b in zip(flat(folded._forward(x)), flat(model._forward(x))):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+

@@ -149,3 +149,39 @@ def test_unknown_kernels_choice_names_the_choices(monkeypatch):
     with pytest.raises(ValueError, match="NORMDET_KERNELS='cuda' is not one of auto, torch, "
                                          "triton; unset it"):
         FRN(4)(torch.randn(2, 4, 3, 3))
+
+
+@pytest.mark.parametrize('name', list(NORMS))
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('how', ['converted', 'autocast'])
+@pytest.mark.parametrize('train', [True, False])
+def test_every_layer_runs_in_half_and_bfloat16_on_the_cpu(name, dtype, how, train):
+    """A layer converted to fp16/bf16 (``.to(dtype)``), or a float32 layer under autocast, runs
+    forward and backward on the CPU: output in the input's dtype, finite, gradients finite."""
+    torch.manual_seed(0)
+    layer = NORMS[name].build(8).train(train)
+    x = torch.randn(2, 8, 5, 5)
+    if how == 'converted':
+        layer, x = layer.to(dtype), x.to(dtype)
+    x.requires_grad_()
+    with torch.autocast('cpu', dtype=dtype, enabled=how == 'autocast'):
+        y = layer(x.to(dtype))
+    assert y.dtype == dtype
+    y.float().square().sum().backward()
+    assert torch.isfinite(y.float()).all() and torch.isfinite(x.grad.float()).all()
+    for p in layer.parameters():
+        assert p.grad is None or torch.isfinite(p.grad.float()).all()
+
+
+@pytest.mark.parametrize('name', [n for n, spec in NORMS.items() if spec.batch_stats])
+def test_every_batch_statistics_layer_refuses_one_value_per_channel(name):
+    """As torch's BN does: a batch of 1 with 1x1 maps has no batch statistics to normalise by
+    in training (MABN normalises by moving averages of E[x^2], which one value has)."""
+    layer = NORMS[name].build(8).train()
+    x = torch.randn(1, 8, 1, 1)
+    if name == 'MABN':
+        assert torch.isfinite(layer(x)).all()
+        return
+    with pytest.raises(ValueError, match='more than (one|1) value per channel'):
+        layer(x)
+    layer.eval()(x)  # in eval the running statistics serve

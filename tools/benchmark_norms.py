@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's normdet
 import normdet  # noqa: E402,F401  (the layers timed here are plain PyTorch)
+from normdet.cli.args import positive_int  # noqa: E402
 from normdet.utils.errors import ConfigError  # noqa: E402
 
 DETECTOR_SHAPES = [(2, 256, 200, 336), (2, 64, 400, 672), (24, 96, 160, 160), (24, 1280, 10, 10)]
@@ -193,8 +194,8 @@ def parse_shapes(specs) -> list:
 
 
 def main(argv=None):
-    # as normdet.cli.args.parse_tool_args(config=False), which needs the OpenMMLab stack: this tool
-    # times plain PyTorch layers and runs without it
+    # flags never abbreviated, as normdet.cli.args.parse_tool_args has them; this tool times plain
+    # PyTorch layers and runs without the OpenMMLab stack
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0], allow_abbrev=False)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=list(DTYPES))
@@ -203,8 +204,8 @@ def main(argv=None):
     p.add_argument('--shapes', nargs='+', help='N,C,H,W ... (default: the detectors\' shapes)')
     p.add_argument('--quick', action='store_true',
                    help='tiny shapes, 2 repeats of 2 calls (a smoke run)')
-    p.add_argument('--iters', type=int, default=5, help='calls per timed repeat')
-    p.add_argument('--repeats', type=int, default=7, help='interleaved repeats (the spread)')
+    p.add_argument('--iters', type=positive_int, default=5, help='calls per timed repeat')
+    p.add_argument('--repeats', type=positive_int, default=7, help='interleaved repeats (the spread)')
     p.add_argument('--out', help='write the results as JSON')
     args = p.parse_args(argv)
     shapes = (parse_shapes(args.shapes) if args.shapes

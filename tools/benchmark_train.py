@@ -38,13 +38,14 @@ KERNELS = ('auto', 'torch', 'triton')  # normdet.layers._affine.KERNELS
 
 
 def parse_args(argv=None):
+    from normdet.cli.args import parse_tool_args, positive_int
     p = argparse.ArgumentParser(description='Time training iterations, as ratios to BN')
     p.add_argument('configs', nargs='*', help='config files, or detector names with --all')
     p.add_argument('--all', action='store_true',
                    help='the positional arguments are detector names (ssdlite, mini/ssdlite, '
                         '...): time every norm config of each')
-    p.add_argument('--iters', type=int, default=5, help='timed iterations per repeat')
-    p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--iters', type=positive_int, default=5, help='timed iterations per repeat')
+    p.add_argument('--repeats', type=positive_int, default=5)
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--baseline', default='bn', help='norm suffix of the reference config')
     p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
@@ -58,7 +59,6 @@ def parse_args(argv=None):
                    help='NORMDET_KERNELS values to time each config with (default: the '
                         'environment\'s)')
     p.add_argument('--out', help='write the results as JSON')
-    from normdet.cli.args import parse_tool_args
     args = parse_tool_args(p, argv)
     if args.all:
         names = args.configs

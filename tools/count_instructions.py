@@ -31,13 +31,13 @@ CHILD = 'NORMDET_COUNT_SECTIONS'  # set in the child: the file its section label
 
 
 def parse_args(argv=None):
+    from normdet.cli.args import parse_tool_args, positive_int
     p = argparse.ArgumentParser(description='Count instructions (callgrind), as ratios to BN')
     p.add_argument('--shapes', nargs='*', default=['2,96,8,8'],
                    help='N,C,H,W input shapes of the layers (none: no layers)')
-    p.add_argument('--calls', type=int, default=40, help='counted calls per layer and shape')
+    p.add_argument('--calls', type=positive_int, default=40, help='counted calls per layer and shape')
     p.add_argument('--out', help='write the results as JSON')
     sys.path[:0] = [REPO, osp.join(REPO, 'tools')]
-    from normdet.cli.args import parse_tool_args
     args = parse_tool_args(p, argv, config=False)
     from benchmark_norms import parse_shapes
     args.shape_tuples = parse_shapes(args.shapes)  # a bad shape fails here, not under valgrind

@@ -19,7 +19,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clon
 from normdet.cli.stack import require_openmmlab  # noqa: E402
 
 require_openmmlab()
-from normdet.cli.args import parse_tool_args  # noqa: E402
+from normdet.cli.args import check_output, parse_tool_args, positive_int  # noqa: E402
 from normdet.cli.run import run_tool  # noqa: E402
 from normdet.utils.errors import ConfigError  # noqa: E402
 
@@ -30,8 +30,8 @@ def parse_args(argv=None):
     p.add_argument('checkpoint', nargs='?', help='trained weights (default: freshly initialised, '
                    'useful only to measure speed)')
     p.add_argument('--out', help='where to save the folded weights (.pth)')
-    p.add_argument('--iters', type=int, default=10, help='timed forward passes per model')
-    p.add_argument('--size', type=int, nargs=2, default=(320, 320), metavar=('H', 'W'))
+    p.add_argument('--iters', type=positive_int, default=10, help='timed forward passes per model')
+    p.add_argument('--size', type=positive_int, nargs=2, default=(320, 320), metavar=('H', 'W'))
     p.add_argument('--device', default='cuda' if _cuda() else 'cpu')
     return parse_tool_args(p, argv)
 
@@ -64,6 +64,11 @@ def main(argv=None):
     from normdet.openmmlab.deploy import build_model, fold_and_check, save_folded
     from normdet.openmmlab.engine.checkpoints import read_checkpoint
 
+    if args.out:
+        check_output('--out', args.out, args.checkpoint, args.config)
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        raise ConfigError(f'--device {args.device}: no GPU is visible (no CUDA device or driver); '
+                          'deploy on the CPU with --device cpu')
     options = dict(args.cfg_options or {})
     if args.checkpoint:
         if not osp.isfile(args.checkpoint):

@@ -30,7 +30,7 @@ sys.path.insert(0, REPO)  # this clone's normdet
 from normdet.cli.stack import require_openmmlab  # noqa: E402
 
 require_openmmlab()
-from normdet.cli.args import parse_tool_args  # noqa: E402
+from normdet.cli.args import parse_tool_args, positive_int  # noqa: E402
 from normdet.cli.run import run_tool  # noqa: E402
 from normdet.study.plan import DEFAULT_EPOCHS, SEEDS, Part, epochs_of, plans  # noqa: E402
 from normdet.study.runs import RUN_INFO, read_json  # noqa: E402
@@ -43,7 +43,7 @@ def parse_args(argv=None):
     p.add_argument('--parts', nargs='+',
                    help='only these parts (default: every part of the plan but the optional)')
     p.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'study'))
-    p.add_argument('--jobs', type=int, default=2, help='runs trained at a time')
+    p.add_argument('--jobs', type=positive_int, default=2, help='runs trained at a time')
     p.add_argument('--seeds', nargs='+', type=int,
                    help='only these seeds of each part (e.g. 0: one run per cell, to time the '
                         'plan); the results then go to WORK_DIR/results.md')

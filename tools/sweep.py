@@ -35,7 +35,7 @@ sys.path.insert(0, REPO)  # this clone's normdet
 from normdet.cli.stack import require_openmmlab  # noqa: E402
 
 require_openmmlab()
-from normdet.cli.args import parse_tool_args  # noqa: E402
+from normdet.cli.args import parse_tool_args, positive_int  # noqa: E402
 from normdet.cli.run import run_tool  # noqa: E402
 from normdet.utils.errors import ConfigError  # noqa: E402
 
@@ -54,12 +54,12 @@ def parse_args(argv=None):
                    help='config of each run, {detector} and {norm} (lower case) filled in; '
                         'relative to the repository (default: %(default)s)')
     p.add_argument('--norms', nargs='+', required=True)
-    p.add_argument('--batch', nargs='+', type=int, required=True, help='images per GPU')
+    p.add_argument('--batch', nargs='+', type=positive_int, required=True, help='images per GPU')
     p.add_argument('--seeds', nargs='+', type=int, default=[0])
-    p.add_argument('--epochs', type=int, required=True, help='training epochs of every run')
+    p.add_argument('--epochs', type=positive_int, required=True, help='training epochs of every run')
     p.add_argument('--work-dir', required=True)
     p.add_argument('--data-root', help='COCO-format root (default: the synthetic dataset)')
-    p.add_argument('--gpus', type=int, default=1, help='processes per run (dist_train.sh if > 1)')
+    p.add_argument('--gpus', type=positive_int, default=1, help='processes per run (dist_train.sh if > 1)')
     p.add_argument('--baseline', default='BN')
     p.add_argument('--cfg-options', nargs='+', default=[], help='passed to every run')
     p.add_argument('--no-report', action='store_true',

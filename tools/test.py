@@ -23,12 +23,12 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clon
 from normdet.cli.stack import require_openmmlab  # noqa: E402
 
 require_openmmlab()
-from normdet.cli.args import parse_tool_args  # noqa: E402
+from normdet.cli.args import check_output, parse_tool_args  # noqa: E402
 from normdet.cli.config import load_config  # noqa: E402
 from normdet.cli.evaluate import evaluate, print_result  # noqa: E402
 from normdet.cli.features import enable_tta, enable_visualization  # noqa: E402
 from normdet.cli.run import run_tool  # noqa: E402
-from normdet.cli.workdir import evaluation_dir  # noqa: E402
+from normdet.cli.workdir import evaluation_dir, locked  # noqa: E402
 from normdet.openmmlab import build_runner, stack_fixes  # noqa: E402
 from normdet.openmmlab.engine.checkpoints import read_checkpoint  # noqa: E402
 from normdet.utils.errors import ConfigError  # noqa: E402
@@ -53,6 +53,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.out and not args.out.endswith(('.pkl', '.pickle')):
         raise ConfigError(f'--out {args.out}: the predictions are a pickle, give a .pkl path')
+    if args.out:
+        check_output('--out', args.out, args.checkpoint, args.config)
     stack_fixes.apply()  # mmengine checkpoints load with weights_only=True
     trained = read_checkpoint(args.checkpoint, mmap=True).get('normdet') or {}
     options = dict(args.cfg_options or {})
@@ -70,8 +72,9 @@ def main(argv=None):
         evaluators = list(evaluators) if isinstance(evaluators, (list, tuple)) else [evaluators]
         cfg.test_evaluator = evaluators + [dict(type='DumpDetResults', out_file_path=args.out)]
 
-    runner = build_runner(cfg)
-    print_result(*evaluate(runner, checkpoint=osp.abspath(args.checkpoint)))
+    with locked(work_dir):
+        runner = build_runner(cfg)
+        print_result(*evaluate(runner, checkpoint=osp.abspath(args.checkpoint)))
 
 
 if __name__ == '__main__':

@@ -25,7 +25,7 @@ from normdet.cli.config import load_config  # noqa: E402
 from normdet.cli.evaluate import evaluate, print_result  # noqa: E402
 from normdet.cli.features import enable_tensorboard  # noqa: E402
 from normdet.cli.run import run_tool  # noqa: E402
-from normdet.cli.workdir import check_work_dir  # noqa: E402
+from normdet.cli.workdir import check_work_dir, locked  # noqa: E402
 from normdet.openmmlab import build_runner  # noqa: E402
 from normdet.utils.errors import ConfigError  # noqa: E402
 
@@ -58,6 +58,9 @@ def main(argv=None):
         if not torch.cuda.is_available():
             raise ConfigError('--amp (mixed precision) needs a GPU and none is visible; train '
                               'without --amp on the CPU (fp32), or on a machine with CUDA')
+    if args.resume is not None and args.overwrite:
+        raise ConfigError('--resume and --overwrite contradict each other: --resume continues '
+                          'the run in the work dir, --overwrite starts it over; give one of them')
     if args.resume not in (None, 'auto') and not os.path.isfile(args.resume):
         raise ConfigError(f'--resume {args.resume}: no such checkpoint; --resume without a '
                           'path continues from the work dir\'s last checkpoint')
@@ -76,18 +79,18 @@ def main(argv=None):
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    check_work_dir(cfg.work_dir, bool(cfg.get('resume')), args.overwrite)
-
-    runner = build_runner(cfg)
-    runner.train()
-    if args.no_eval:
-        return
-    if args.tensorboard:  # images from validation only, not from every test image
-        from mmdet.engine.hooks import DetVisualizationHook
-        for hook in runner.hooks:
-            if isinstance(hook, DetVisualizationHook):
-                hook.draw = False
-    print_result(*evaluate(runner, train_world_size=runner.world_size))
+    with locked(cfg.work_dir):  # no second run into it meanwhile
+        check_work_dir(cfg.work_dir, bool(cfg.get('resume')), args.overwrite)
+        runner = build_runner(cfg)
+        runner.train()
+        if args.no_eval:
+            return
+        if args.tensorboard:  # images from validation only, not from every test image
+            from mmdet.engine.hooks import DetVisualizationHook
+            for hook in runner.hooks:
+                if isinstance(hook, DetVisualizationHook):
+                    hook.draw = False
+        print_result(*evaluate(runner, train_world_size=runner.world_size))
 
 
 if __name__ == '__main__':

@@ -25,6 +25,8 @@ import tempfile
 from torch.distributed import run as torchrun
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
+from .run import die_with_parent
+
 
 def port_in_use(port: int) -> bool:
     """Whether a process listens on ``port`` (SO_REUSEADDR: a port that only lingers in
@@ -61,6 +63,7 @@ def failure_message(e: ChildFailedError) -> str:
 
 
 def main(argv=None) -> None:
+    die_with_parent()  # tools/dist_*.sh killed: torchrun stops the ranks (and they end with it)
     args = torchrun.parse_args(sys.argv[1:] if argv is None else argv)
     static = args.rdzv_backend == 'static' and not args.rdzv_endpoint
     if static and args.node_rank == 0 and port_in_use(args.master_port or 29500):

@@ -1,8 +1,11 @@
 """How a tool ends: an error in what the user gave is one line and exit status 1, and a rank of a
 distributed run ends without the interpreter's finalisation."""
 import atexit
+import ctypes
+import errno
 import os
 import os.path as osp
+import signal
 import sys
 
 import torch.distributed as dist
@@ -10,6 +13,11 @@ import torch.distributed as dist
 from ..utils.allocator import keep_freed_memory
 from ..utils.errors import USER_ERRORS
 from ..utils.io import atomic_write
+
+
+# what the OS says when a file cannot be written: a full disk or quota, a read-only or
+# forbidden folder
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def is_distributed() -> bool:
@@ -30,21 +38,54 @@ def run_tool(main) -> None:
     distributed run ends through ``exit_rank``. glibc's malloc is first set to reuse freed memory
     (``normdet.utils.allocator``)."""
     keep_freed_memory()
+    if 'TORCHELASTIC_RUN_ID' in os.environ:  # a rank under torchrun: ends with its launcher
+        die_with_parent()
     code = 0
     try:
         main()
+    except KeyboardInterrupt:  # every rank gets it: rank 0 says it
+        if os.environ.get('RANK', '0') == '0':
+            print('[normdet] interrupted (Ctrl-C): nothing after the last checkpoint was kept; '
+                  'a training run continues from it with the same command and --resume',
+                  file=sys.stderr, flush=True)
+        code = 130
     except USER_ERRORS as e:
-        message = f'[normdet] error: {e}'
-        folder = os.environ.get('NORMDET_ERROR_DIR')
-        if folder and 'RANK' in os.environ:
-            atomic_write(osp.join(folder, f'rank{os.environ["RANK"]}'), message)
-        else:
-            print(message, file=sys.stderr, flush=True)
-        code = 1
+        code = _report(f'[normdet] error: {e}')
+    except OSError as e:  # a file the tool could not write: a full disk, a read-only folder
+        if e.errno not in WRITE_ERRORS:
+            raise
+        code = _report(f'[normdet] error: cannot write {e.filename or "a file"}: {e.strerror}; '
+                       'free space or fix the permissions there (or choose another --work-dir), '
+                       'then run the command again (a training run: with --resume)')
     if is_distributed():
         exit_rank(code)
     if code:
         sys.exit(code)
+
+
+def _report(message: str) -> int:
+    """Say a tool's error once: under ``normdet.cli.launch`` a rank leaves it to the launcher
+    (which prints each distinct message once), otherwise it is printed. Returns the status, 1."""
+    folder = os.environ.get('NORMDET_ERROR_DIR')
+    if folder and 'RANK' in os.environ:
+        atomic_write(osp.join(folder, f'rank{os.environ["RANK"]}'), message)
+    else:
+        print(message, file=sys.stderr, flush=True)
+    return 1
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Have the kernel send ``sig`` to this process when its parent dies (Linux
+    ``PR_SET_PDEATHSIG``): a launcher killed, even by SIGKILL, takes its processes with it
+    instead of leaving them training unsupervised. A no-op elsewhere."""
+    if not sys.platform.startswith('linux'):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the call: too late for the signal
+        os.kill(os.getpid(), sig)
 
 
 def exit_rank(code: int) -> None:

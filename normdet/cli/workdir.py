@@ -1,12 +1,55 @@
 """What a run may write where: a training run never silently replaces another's checkpoints, and
 an evaluation never replaces the report of another checkpoint."""
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import os.path as osp
+import sys
+import time
 
 from ..utils.errors import CheckpointError
 from .report import JSON_NAME
+
+LOCK = '.normdet.lock'
+
+
+@contextlib.contextmanager
+def locked(work_dir: str):
+    """Hold ``work_dir`` for this run: a second run into it while this one works is refused
+    with who holds it (two runs into one folder would write each other's checkpoints). The lock
+    (``flock`` on ``WORK_DIR/.normdet.lock``) goes with the process, however it ends; only rank 0
+    of a distributed run takes it."""
+    if os.environ.get('RANK', '0') != '0':
+        yield
+        return
+    try:
+        os.makedirs(work_dir, exist_ok=True)
+        f = open(osp.join(work_dir, LOCK), 'a+')
+    except OSError as e:
+        raise CheckpointError(f'cannot write into work dir {work_dir!r} ({e.strerror or e}): a '
+                              'run needs to write its log and checkpoints there; make it '
+                              'writable, or use another --work-dir') from None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        f.seek(0)
+        holder = f.read().strip() or 'another process'
+        f.close()
+        raise CheckpointError(f'work dir {work_dir!r} is in use by another run ({holder}): wait '
+                              'for it to end, or use another --work-dir') from None
+    f.seek(0)
+    f.truncate()
+    f.write(f'pid {os.getpid()}, since {time.strftime("%Y-%m-%d %H:%M:%S")}: '
+            + ' '.join(sys.argv))
+    f.flush()
+    try:
+        yield
+    finally:
+        f.close()  # releases the lock
 
 
 def check_work_dir(work_dir: str, resume: bool, overwrite: bool) -> None:

@@ -260,8 +260,9 @@ class _DynamicNorm(nn.Module):
             a, b = self.eval_affine()
             return torch.addcmul(b.view(1, -1, 1, 1), upcast(x), a.view(1, -1, 1, 1)).to(x.dtype)
         sc = self.sc
-        return _DNFunction.apply(x, self.weight, self.bias, sc[0].weight, sc[0].bias,
-                                 sc[2].weight, sc[2].bias, self)
+        with torch.autocast(x.device.type, enabled=False):  # float32 inside, x's dtype out
+            return _DNFunction.apply(x, self.weight, self.bias, sc[0].weight, sc[0].bias,
+                                     sc[2].weight, sc[2].bias, self)
 
     def extra_repr(self) -> str:
         return (f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, '

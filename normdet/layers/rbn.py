@@ -50,7 +50,10 @@ class RBN(nn.Module):
         check_input(self, x)
         processes = sync_world_size(self.sync_stats)
         check_batch_stats(self, x, processes)
-        dtype, x = x.dtype, upcast(x)  # bf16/fp16: torch's BN kernels round per element
+        # bf16/fp16 input of a float32 layer (autocast): computed in float32, as torch's BN
+        # kernels round per element; a layer converted to bf16/fp16 computes in its own dtype
+        dtype = x.dtype
+        x = upcast(x) if self.scale.dtype != dtype else x
         if not self.training:
             return F.batch_norm(x, self.running_mean, self.running_var, self.scale, self.bias,
                                 False, 0.0, self.eps).to(dtype)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ._checks import check_input, flag_nonfinite
+from ._checks import check_batch_stats, check_input, flag_nonfinite
 from ._dist import local_batch_norm, sync_world_size, synced_batch_norm
 
 
@@ -34,6 +34,9 @@ class SyncBatchNorm(_BatchNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
+        if self.training:  # one value per channel over every process: nothing to normalise by
+            check_batch_stats(self, x, sync_world_size(True) if self.process_group is None
+                              else torch.distributed.get_world_size(self.process_group))
         if not (self.training and self.track_running_stats and self.process_group is None):
             return nn.SyncBatchNorm.forward(self, x)
         momentum = self.momentum

@@ -23,14 +23,25 @@ def _is_bn2d(module: nn.Module) -> bool:
     return type(module).__name__ == 'FrozenBatchNorm2d'
 
 
-def _convert_bn(bn: nn.Module, spec, ctx: NormContext, kwargs: dict) -> nn.Module:
+def _convert_bn(bn: nn.Module, spec, ctx: NormContext, kwargs: dict, name: str) -> nn.Module:
+    if spec.batch_stats and getattr(bn, 'running_var', None) is None:
+        # a BN without running statistics normalises by the batch in eval too: a norm that
+        # keeps running statistics would compute something else there
+        raise ValueError(f'convert_module: {type(bn).__name__} {name!r} has no running statistics '
+                         f'(track_running_stats=False): its eval output depends on the batch, '
+                         f'which {spec.name} (running statistics in eval) would not reproduce; '
+                         'give it running statistics first, or convert to a per-sample norm '
+                         '(GN, FRN)')
     args = dict(kwargs)
     if spec.bn_args:  # the BN-family norms keep this BN's eps and momentum, as convert_norm does
         momentum = getattr(bn, 'momentum', None)  # None: torch's cumulative average; frozen BN
         args.setdefault('eps', bn.eps)
         args.setdefault('momentum', BN_MOMENTUM if momentum is None else momentum)
-    ref = next(t for t in (bn.running_var, bn.weight) if t is not None)
-    new = spec.build(ref.numel(), ctx, **args).to(device=ref.device, dtype=ref.dtype)
+    ref = next((t for t in (bn.running_var, bn.weight) if t is not None), None)
+    channels = getattr(bn, 'num_features', None) or ref.numel()
+    new = spec.build(channels, ctx, **args)
+    if ref is not None:
+        new = new.to(device=ref.device, dtype=ref.dtype)
     # affine: weight (RBN names it scale) and bias; statistics where the target keeps them
     weight = 'weight' if isinstance(getattr(new, 'weight', None), torch.Tensor) else 'scale'
     state = {}
@@ -68,7 +79,11 @@ def convert_module(module: nn.Module, norm: str, ctx: NormContext = NormContext(
     conv, RBN's optimizer rule and input BN) are the caller's to add."""
     spec = get_norm(norm)
     if _is_bn2d(module):
-        return _convert_bn(module, spec, ctx, kwargs)
+        return _convert_bn(module, spec, ctx, kwargs, '')
+    for name, child in module.named_modules():
+        if _is_bn2d(child) and name:  # checked whole before anything is replaced
+            if spec.batch_stats and getattr(child, 'running_var', None) is None:
+                _convert_bn(child, spec, ctx, kwargs, name)  # raises, naming it
     for name, child in module.named_children():
         new = convert_module(child, norm, ctx, **kwargs)
         if new is not child:

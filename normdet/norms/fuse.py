@@ -20,14 +20,17 @@ per sample and invariant to the conv's scale, so its affine cannot move into the
 with TLU after it, not into the conv after either), GN (per-sample statistics), DN-B (per-sample
 affine).
 
-Pairs are found as mmcv's ``fuse_conv_bn`` finds them: a norm folds into the convolution
-registered right before it in the same parent module (mmcv's ConvModule with conv before norm,
-mmdet's ResNet blocks, ``nn.Sequential``), with matching channels. ``fold_norms`` returns the
+Pairs are found as mmcv's ``fuse_conv_bn`` finds them, a norm and the convolution registered right
+before it in the same parent module with matching channels, and then only where the parent's
+forward feeds that conv's output straight into the norm and nowhere else: known for
+``nn.Sequential``, mmcv's ConvModule (conv before norm) and the ResNets' blocks, read from the
+code (``torch.fx``) for any other module. A norm that does not directly follow its conv (for
+example ``bn(conv(x) + x)``), or whose parent's forward cannot be read, is not folded. ``fold_norms`` returns the
 number of folds; tests/test_fuse.py checks output equality on SSDLite, RetinaNet and Mask R-CNN. Whole detectors
 are built, folded, saved and loaded by ``normdet.openmmlab.deploy`` (tools/deploy.py).
 """
 import torch
-from torch import nn
+from torch import fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers import CenConv2d
@@ -70,6 +73,36 @@ def _norm_runs_after_conv(parent) -> bool:
                 and order.index('norm') < order.index('conv'))
 
 
+# modules whose forward feeds each conv straight into the norm registered after it: nn.Sequential,
+# mmcv's ConvModule, mmdet's and torchvision's ResNets and their blocks
+DIRECT = ('ConvModule', 'BasicBlock', 'Bottleneck', 'ResNet', 'ResNetV1d')
+
+
+class _ChildrenAsLeaves(fx.Tracer):
+    def __init__(self, root):
+        super().__init__()
+        self.root_module = root
+
+    def is_leaf_module(self, m, qualname) -> bool:
+        return m is not self.root_module
+
+
+def _feeds_directly(parent, conv: str, norm: str) -> bool:
+    """Whether ``parent``'s forward computes ``norm(conv(...))`` with nothing between and nothing
+    else reading the conv's output; read from its code (torch.fx), or known for the modules of
+    ``DIRECT``. Unknown (a forward that cannot be traced) counts as no."""
+    if isinstance(parent, nn.Sequential) or type(parent).__name__ in DIRECT:
+        return _norm_runs_after_conv(parent)
+    try:
+        graph = _ChildrenAsLeaves(parent).trace(parent)
+    except Exception:  # data-dependent control flow and the like
+        return False
+    calls = {n.target: n for n in graph.nodes if n.op == 'call_module'}
+    conv_node, norm_node = calls.get(conv), calls.get(norm)
+    return (conv_node is not None and norm_node is not None
+            and list(norm_node.args[:1]) == [conv_node] and len(conv_node.users) == 1)
+
+
 @torch.no_grad()
 def fold_norms(model: nn.Module) -> int:
     """Fold every eval-mode norm that has an ``eval_affine`` (BN, SyncBN, RBN, MABN, DN-C) into
@@ -84,8 +117,9 @@ def fold_norms(model: nn.Module) -> int:
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Conv2d):
                 prev = (name, child)
-            elif (prev is not None and _foldable(child) and _norm_runs_after_conv(parent)
-                  and prev[1].out_channels == child.num_features):
+            elif (prev is not None and _foldable(child)
+                  and prev[1].out_channels == child.num_features
+                  and _feeds_directly(parent, prev[0], name)):
                 setattr(parent, prev[0], plain_conv(prev[1], *affine_of(child)))
                 setattr(parent, name, nn.Identity())
                 folded, prev = folded + 1, None

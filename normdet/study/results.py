@@ -7,6 +7,7 @@ import os
 import os.path as osp
 import shlex
 
+from normdet.utils.errors import DataNotFoundError
 from normdet.utils.io import atomic_write
 
 from .claims import collect_parts, overall, rule_claims, runs_by, verdict_rules
@@ -92,7 +93,14 @@ def _completeness(plan, parts_runs) -> list:
 def write_results(plan, work_dir: str, out: str, argv=(), extra: str = '') -> str:
     """Rule on the claims from the runs of ``plan`` in ``work_dir/<part>/`` and write ``out``
     (Markdown), plus each part's report and plots into ``<out's folder>/study/<part>/``."""
+    if not osp.isdir(work_dir):
+        raise DataNotFoundError(f'{work_dir} does not exist: no runs to write results from '
+                                f'({out} is left as it is); name the study\'s work dir with '
+                                '--work-dir')
     parts_runs = collect_parts(plan, work_dir)
+    if not any(parts_runs.values()):
+        raise DataNotFoundError(f'no finished run of the plan under {work_dir} (a folder per part: '
+                                f'{", ".join(p.name for p in plan)}); {out} is left as it is')
     results = rule_claims(parts_runs)
     for part in plan:
         if parts_runs.get(part.name):

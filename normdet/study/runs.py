@@ -28,14 +28,21 @@ from collections import defaultdict
 from normdet.cli.report import JSON_NAME, describe_schedule, detector_name, schedule_text
 from normdet.utils.coco_metrics import TASKS
 from normdet.utils.config import walk
+from normdet.utils.errors import DataError
 
 RUN_INFO = 'sweep_run.json'
 SETTING = ('detector', 'dataset', 'schedule')  # a group is a setting x norm x images per GPU
 
 
 def read_json(path):
-    with open(path) as f:
-        return json.load(f)
+    """A run's JSON file; a truncated or foreign one is a DataError naming it."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f'{path} is not valid JSON ({e}): the run was interrupted while writing '
+                        'it, or the file was edited; train the run again or remove the file'
+                        ) from None
 
 
 def read_scalars(work_dir: str) -> list:

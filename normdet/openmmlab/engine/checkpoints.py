@@ -123,11 +123,24 @@ def check_state_dict(model, checkpoint: dict, path: str, batch_per_gpu: int = No
             + '. Use the config it was trained with (its work dir holds a copy)')
 
 
+def check_finite(checkpoint: dict, path: str) -> None:
+    """Raise a CheckpointError naming the weights of ``checkpoint`` that hold NaN or Inf: a model
+    with them detects nothing, and its report would say only 0 AP."""
+    bad = [k for k, v in state_dict_of(checkpoint).items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f'checkpoint {path!r} holds non-finite weights (NaN/Inf) in '
+                              f'{len(bad)} tensor(s): {_few(bad)}; it cannot be evaluated: use an '
+                              'earlier checkpoint of the run')
+
+
 def load_weights(model, path: str) -> dict:
     """Load ``path``'s weights into ``model`` strictly (CheckpointError otherwise); returns the
     checkpoint."""
     checkpoint = read_checkpoint(path)
     check_state_dict(model, checkpoint, path)
+    check_finite(checkpoint, path)
     model.load_state_dict(state_dict_of(checkpoint), strict=True)
     return checkpoint
 

@@ -24,7 +24,8 @@ from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from ...utils.allocator import keep_freed_memory
 from ...utils.errors import USER_ERRORS, CheckpointError, ConfigError, TrainingDiverged
 from .. import stack_fixes
-from .checkpoints import check_state_dict, checkpoints_in, find_last_checkpoint, read_checkpoint
+from .checkpoints import (check_finite, check_state_dict, checkpoints_in, find_last_checkpoint,
+                          read_checkpoint)
 from .hooks import divergence_message, unwrapped
 from .prepare import prepare_config
 
@@ -147,6 +148,7 @@ class NormDetRunner(Runner):
         if strict or self._strict_load:
             check_state_dict(model, checkpoint, filename,
                              (self.cfg.get('train_dataloader') or {}).get('batch_size'))
+            check_finite(checkpoint, filename)
         checkpoint = _load_checkpoint_to_model(model, checkpoint, strict, revise_keys=revise_keys)
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
