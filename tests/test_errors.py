@@ -24,6 +24,7 @@ import torch
 
 from mm_utils import REPO, config_path, run_cli, small_options, tool
 from normdet.cli.run import run_tool
+from normdet.cli.workdir import LOCK
 from normdet.data import generate_synthetic_coco
 
 # slow: it builds and trains real detectors or launches processes (pytest -m "not slow" skips it)
@@ -73,11 +74,14 @@ def train_args(work_dir, data_root, *options, config=SSD_BN, epochs=1, extra=())
 
 
 def snapshot(*folders) -> dict:
-    """Every file under ``folders`` with its content hash."""
+    """Every file under ``folders`` with its content hash (but the work dir's lock, which says
+    which run holds it: normdet.cli.workdir)."""
     out = {}
     for folder in folders:
         for root, _, files in os.walk(folder):
             for f in files:
+                if f == LOCK:
+                    continue
                 path = os.path.join(root, f)
                 with open(path, 'rb') as fh:
                     out[path] = hashlib.sha256(fh.read()).hexdigest()
