@@ -1,7 +1,6 @@
 """Faults and misuse by family, beyond the catalogue of tests/test_errors.py: a work dir used by
 two runs at once, contradicting flags, an output over an input, a missing or corrupt record for
 the analysis tools, numbers that must be positive, an interrupted run, non-finite weights."""
-import json
 import os
 import signal
 import subprocess

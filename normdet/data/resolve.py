@@ -12,7 +12,8 @@ The data root is chosen, first match wins:
 
 Every dataset of the train/val/test dataloaders (wrappers such as ``RepeatDataset`` included) gets
 that root, is checked (``check_coco``: a missing path or a broken annotation file is a clear
-error), becomes a ``NormDetCocoDataset`` (mmdet's, which also counts what it drops and checks its
+error; ``validate_coco``: its annotations and every image, once per version of the files),
+becomes a ``NormDetCocoDataset`` (mmdet's, which also counts what it drops and checks its
 images when it is built), and gets the classes its annotation file declares; the heads get the matching
 ``num_classes`` and the COCO evaluators the dataset's own annotation file. So one config trains on
 the 4-class synthetic data or on the 80 COCO classes without edits.
@@ -25,6 +26,7 @@ import os.path as osp
 from ..utils.config import walk
 from ..utils.errors import DataError
 from .synthetic import check_coco, ensure_synthetic_coco
+from .validate import validate_coco
 
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -86,6 +88,8 @@ def resolve_data(cfg) -> dict:
             ds['type'] = 'NormDetCocoDataset'
         img_dir = (ds.get('data_prefix') or {}).get('img', '')
         cats = check_coco(root, ds['ann_file'], img_dir)
+        validate_coco(root, ds['ann_file'], img_dir, trained=loader == 'train_dataloader',
+                      evaluated=loader != 'train_dataloader')
         if cats is not None:
             found.setdefault(tuple(c['name'] for c in cats), set()).add(ds['ann_file'])
     if len(found) > 1:

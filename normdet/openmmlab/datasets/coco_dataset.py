@@ -1,28 +1,28 @@
-"""mmdet's CocoDataset, which says what it drops and checks its images before training.
+"""mmdet's CocoDataset, which says what it drops.
 
 mmdet 3.3's ``CocoDataset`` drops, without a word, every annotation with an unknown category id,
 a box of zero or negative size, or a box entirely outside its image, and every annotation of an
 image the file does not list; an annotation file with images but no annotations trains on
-nothing; a missing or empty image file fails only when a worker reaches it (for a val image:
-after training). ``NormDetCocoDataset`` (``normdet.data.resolve_data`` puts it in place of
+nothing. ``NormDetCocoDataset`` (``normdet.data.resolve_data`` puts it in place of
 ``CocoDataset``) keeps mmdet's rules and, when the dataset is built (before the first
 iteration, for the val split too):
 
 - logs one line per annotation file (once per process) counting what was dropped and why, with
   example annotation ids;
-- raises a DataError when the file has images but no usable annotation, when an annotation has
-  no 4-number ``bbox``, or when image files are missing or empty (0 bytes), naming them.
+- raises a DataError when the file has images but no usable annotation, or when an annotation
+  has no 4-number ``bbox``.
+
+The image files (missing, empty, not decodable, of another size) and the annotation files are
+checked before, when the config is prepared (``normdet.data.validate``).
 """
 import collections
 import logging
-import os
-import os.path as osp
 
 from mmdet.datasets import CocoDataset
 from mmengine.registry import DATASETS
 from mmengine.logging import print_log
 
-from ...utils.errors import DataError, DataNotFoundError
+from ...utils.errors import DataError
 
 _REPORTED = set()  # annotation files whose dropped annotations this process has logged
 
@@ -42,7 +42,6 @@ class NormDetCocoDataset(CocoDataset):
         self._used = 0  # annotations of the listed images
         data_list = super().load_data_list()
         self._report(data_list)
-        self._check_images(data_list)
         return data_list
 
     def parse_data_info(self, raw_data_info: dict):
@@ -95,22 +94,3 @@ class NormDetCocoDataset(CocoDataset):
         return '; '.join(f'{len(ids)} {reason}'
                          + (f' (annotation {_examples(ids)})' if ids[0] is not None else '')
                          for reason, ids in self._dropped.items())
-
-    def _check_images(self, data_list: list) -> None:
-        missing, empty = [], []
-        for info in data_list:
-            try:
-                if os.stat(info['img_path']).st_size == 0:
-                    empty.append(info['img_path'])
-            except FileNotFoundError:
-                missing.append(info['img_path'])
-        folder = self.data_prefix.get('img', '')
-        if missing:
-            raise DataNotFoundError(
-                f'{len(missing)} of the {len(data_list)} images listed in {self.ann_file} are not '
-                f'in {folder} (e.g. {_examples(osp.basename(p) for p in missing)}): copy them '
-                'there, or check data_root and data_prefix')
-        if empty:
-            raise DataError(f'{len(empty)} of the {len(data_list)} images in {folder} are empty '
-                            f'files (0 bytes: {_examples(osp.basename(p) for p in empty)}), '
-                            'the trace of an interrupted copy: copy them again')

@@ -1,0 +1,182 @@
+"""A COCO-format dataset checked before the first iteration: annotation files and images.
+
+    python tools/check_data.py /data/coco/         # alone; training runs it for every split
+
+What would break a run, or train silently on something else, is fatal and listed (at most a few
+examples of each problem): ids that repeat (two images with one id: the boxes of one train on
+the pixels of the other), categories with one name twice, a box that is not 4 finite numbers,
+images without a positive ``width``/``height``, ground truth without ``area`` in a split that is
+evaluated (COCO's evaluation reads it), an image file missing, empty, not decodable or of another
+size than the file says, and a training split without one annotation to learn from (every one a
+crowd region, or dropped). What mmdet drops and trains on without (an unknown category, a box of
+zero size, an annotation of an image the file does not list) is counted in one warning.
+
+The result is cached by the files' paths, sizes and modification times (the annotation file and
+every image), in ``$NORMDET_CACHE/data_checks`` (default ``~/.cache/normdet``): a second run on
+the same files reads no image.
+"""
+import hashlib
+import json
+import math
+import os
+import os.path as osp
+from collections import Counter
+
+import cv2
+import numpy as np
+
+from ..utils.errors import DataError
+from ..utils.io import atomic_write
+
+EXAMPLES = 3  # examples named per problem
+VERSION = 1   # of the checks: a new version checks cached files again
+
+
+def _few(found) -> str:
+    """``[count, examples]`` as text."""
+    n, examples = found
+    return ', '.join(map(str, examples)) + (f', ... ({n} in all)' if n > len(examples) else '')
+
+
+def _counted(problems: dict) -> dict:
+    """problem -> [how many, the first examples]."""
+    return {k: [len(v), [str(e) for e in v[:EXAMPLES]]] for k, v in problems.items()}
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _repeated(values) -> list:
+    return [v for v, n in Counter(values).items() if n > 1]
+
+
+def check_annotations(ann: dict, evaluated: bool, trained: bool) -> tuple:
+    """(fatal, warnings) of a parsed COCO annotation dict: problem -> examples."""
+    fatal, warn = {}, {}
+    images, anns, cats = ann.get('images') or [], ann.get('annotations') or [], ann['categories']
+    for what, items in (('image', images), ('annotation', anns), ('category', cats)):
+        bad = [i for i in items if not isinstance(i, dict) or 'id' not in i]
+        if bad:
+            fatal[f'{what} entries without an id'] = [str(b)[:60] for b in bad]
+        ids = _repeated(i['id'] for i in items if isinstance(i, dict) and 'id' in i)
+        if ids:
+            fatal[f'{what} ids used twice'] = ids
+    names = _repeated(c.get('name') for c in cats if isinstance(c, dict))
+    if names:
+        fatal['category names used twice'] = names
+    sizeless = [i.get('id') for i in images if isinstance(i, dict) and not (
+        _number(i.get('width')) and _number(i.get('height'))
+        and i['width'] > 0 and i['height'] > 0)]
+    if sizeless:
+        fatal['images without a positive width and height'] = sizeless
+    nameless = [i.get('id') for i in images if isinstance(i, dict) and not i.get('file_name')]
+    if nameless:
+        fatal['images without a file_name'] = nameless
+    image_ids = {i.get('id') for i in images if isinstance(i, dict)}
+    cat_ids = {c.get('id') for c in cats if isinstance(c, dict)}
+    trainable = 0
+    for a in anns:
+        if not isinstance(a, dict):
+            continue
+        box = a.get('bbox')
+        if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(map(_number, box))):
+            fatal.setdefault('boxes that are not 4 finite numbers [x, y, w, h]', []).append(
+                a.get('id'))
+            continue
+        if evaluated and not _number(a.get('area')):
+            fatal.setdefault('annotations without an area (COCO evaluation reads it)',
+                             []).append(a.get('id'))
+        if a.get('image_id') not in image_ids:
+            warn.setdefault('annotations of images the file does not list', []).append(a.get('id'))
+        elif a.get('category_id') not in cat_ids:
+            warn.setdefault('annotations of unknown categories', []).append(a.get('id'))
+        elif box[2] <= 0 or box[3] <= 0:
+            warn.setdefault('boxes of zero or negative size', []).append(a.get('id'))
+        elif not a.get('iscrowd'):
+            trainable += 1
+    if trained and images and not trainable:
+        why = [f'{sum(bool(a.get("iscrowd")) for a in anns if isinstance(a, dict))} crowd']
+        why += [f'{len(v)} {k}' for k, v in warn.items()]
+        fatal['no annotation to train on'] = [f'{len(anns)} annotation(s): ' + ', '.join(why)]
+    return fatal, warn
+
+
+def check_images(root: str, images: list) -> dict:
+    """Problem -> examples for the image files: missing, empty, not decodable, another size."""
+    fatal = {}
+    for info in images:
+        path = osp.join(root, str(info['file_name']))
+        if not osp.isfile(path):
+            fatal.setdefault('image files missing', []).append(path)
+            continue
+        if osp.getsize(path) == 0:
+            fatal.setdefault('image files empty (0 bytes)', []).append(path)
+            continue
+        img = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            fatal.setdefault('image files that do not decode (truncated, or not an image)',
+                             []).append(path)
+        elif img.shape[:2] != (info['height'], info['width']):
+            fatal.setdefault('image files of another size than the annotation file says '
+                             '(height x width)', []).append(
+                f'{path}: {img.shape[0]}x{img.shape[1]}, file says '
+                f'{info["height"]}x{info["width"]}')
+    return fatal
+
+
+def _cache_path(ann_path: str, img_root: str, images: list, evaluated: bool, trained: bool):
+    h = hashlib.sha256(json.dumps([VERSION, evaluated, trained]).encode())
+    for path in [ann_path] + [osp.join(img_root, str(i.get('file_name'))) for i in images
+                              if isinstance(i, dict)]:
+        try:
+            st = os.stat(path)
+            h.update(f'{osp.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode())
+        except OSError:
+            h.update(f'{osp.abspath(path)}\0missing\n'.encode())
+    base = os.environ.get('NORMDET_CACHE', osp.join(osp.expanduser('~'), '.cache', 'normdet'))
+    return osp.join(base, 'data_checks', h.hexdigest()[:24] + '.json')
+
+
+def validate_coco(data_root: str, ann_file: str, img_dir: str, *, evaluated: bool = False,
+                  trained: bool = False, images: bool = True) -> dict:
+    """Check one split (paths as in mmdet's dataset configs). Raises a DataError listing every
+    fatal problem; returns ``warnings`` (problem -> examples) and whether the result came from the
+    cache. ``evaluated``: COCO evaluation reads its ground truth; ``trained``: it must hold
+    something to learn from; ``images``: decode every image file (else only the annotations)."""
+    ann_path = osp.join(data_root, ann_file)
+    with open(ann_path) as f:
+        ann = json.load(f)  # check_coco has vouched for the JSON and its top-level keys
+    img_root = osp.join(data_root, img_dir)
+    listed = [i for i in ann.get('images') or [] if isinstance(i, dict)]
+    cache = _cache_path(ann_path, img_root, listed, evaluated, trained) if images else None
+    if cache and osp.isfile(cache):
+        with open(cache) as f:
+            result = json.load(f)
+        result['cached'] = True
+    else:
+        fatal, warn = check_annotations(ann, evaluated, trained)
+        named = [i for i in listed if i.get('file_name') and _number(i.get('width'))
+                 and _number(i.get('height'))]
+        if images and not any('ids used twice' in k for k in fatal):
+            fatal.update(check_images(img_root, named))
+        result = dict(file=ann_path, fatal=_counted(fatal), warnings=_counted(warn),
+                      cached=False)
+        if cache:
+            atomic_write(cache, json.dumps(result))
+    if result['fatal']:
+        raise DataError(f'{ann_path} (images in {img_root}) cannot be trained or evaluated on: '
+                        + '; '.join(f'{k}: {_few(v)}' for k, v in result['fatal'].items())
+                        + '; fix the annotation file or the images (python tools/check_data.py '
+                        'DATA_ROOT lists every problem)')
+    return result
+
+
+def warning_line(result: dict) -> str:
+    """The one line that counts what mmdet will drop, or '' when nothing."""
+    warn = result['warnings']
+    if not warn:
+        return ''
+    return (f'{result["file"]}: ' + '; '.join(f'{v[0]} {k} (e.g. {", ".join(v[1])})'
+                                             for k, v in warn.items())
+            + ': mmdet drops them and trains on the rest')
