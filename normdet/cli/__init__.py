@@ -12,6 +12,7 @@
 - ``launch``: torchrun for tools/dist_*.sh, with each failure said once;
 - ``schedule``: changing an epoch-based config's length with its LR schedule.
 
-Only ``stack``, ``report``, ``run``, ``launch`` and ``schedule`` import nothing of the OpenMMLab
-stack; the others use it through ``normdet.openmmlab``.
+``args``, ``config``, ``workdir`` and ``evaluate`` use the OpenMMLab stack through
+``normdet.openmmlab``, imported when they are called; the others import nothing of it (the stack
+check above all, which must run before mmdet is imported).
 """

@@ -18,7 +18,7 @@ def load_config(path: str, cfg_options: dict = None, work_dir: str = None,
     does: command line > config > work_dirs/<config name>."""
     if not osp.isfile(path):
         raise ConfigError(f'config {path!r} not found; the configs are in configs/, e.g. '
-                                'configs/ssdlite_dnb.py')
+                          'configs/ssdlite_dnb.py')
     from ..openmmlab.config import merge_options, read_config
     from ..openmmlab.engine.prepare import prepare_config
     cfg = read_config(path)

@@ -11,8 +11,9 @@ def _find(items, cls):
 def evaluate(runner, checkpoint: str = None, train_world_size: int = None):
     """Run the test loop (loading ``cfg.load_from`` first when set), or reuse the validation that
     ended training when it evaluated the same split with the same evaluator, and write the report
-    into the work dir; ``checkpoint`` is what the report names (default: the work dir's last checkpoint),
-    ``train_world_size`` the number of training processes (default: read from the checkpoint).
+    into the work dir; ``checkpoint`` is what the report names (default: the work dir's last
+    checkpoint), ``train_world_size`` the number of training processes (default: read from the
+    checkpoint).
     Returns (metrics, (json_path, md_path)); the paths are None except on rank 0."""
     from ..openmmlab.engine.checkpoints import find_last_checkpoint
     from ..openmmlab.engine.hooks import NormDetStateHook
