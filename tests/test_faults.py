@@ -2,6 +2,7 @@
 two runs at once, contradicting flags, an output over an input, a missing or corrupt record for
 the analysis tools, numbers that must be positive, an interrupted run, non-finite weights."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -104,3 +105,25 @@ def test_an_interrupted_run_says_how_to_resume(tmp_path):
     text = ''.join(out)
     assert '[normdet] interrupted (Ctrl-C)' in text and '--resume' in text
     assert 'Traceback' not in text and 'KeyboardInterrupt' not in text, text[-3000:]
+
+
+def test_a_resume_that_overrides_the_lr_says_so(tmp_path):
+    """--resume restores the optimizer (its LR and schedule): a changed LR on the command line is
+    said to be unused, and the run goes on from the checkpoint."""
+    small = ['train_cfg.max_epochs=1', 'synthetic_data=tiny', 'train_dataloader.batch_size=2']
+    r = run_cli('tools/train.py', MINI, '--work-dir', str(tmp_path), '--no-eval',
+                '--cfg-options', *small, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = run_cli('tools/train.py', MINI, '--work-dir', str(tmp_path), '--resume', '--no-eval',
+                '--cfg-options', *small[1:], 'train_cfg.max_epochs=2',
+                'optim_wrapper.optimizer.lr=0.5', 'param_scheduler.1.end=2',
+                'param_scheduler.1.T_max=2', timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    found = re.search(r"\[normdet\] warning: --resume: the checkpoint trained with base LR "
+                      r"([0-9.e-]+); this config's ([0-9.e-]+) is not used", r.stderr)
+    assert found, r.stderr[-3000:]  # both auto-scaled to the batch: 0.5 / 0.002 all the same
+    assert float(found[2]) / float(found[1]) == pytest.approx(0.5 / 0.002)
+    r = run_cli('tools/train.py', MINI, '--work-dir', str(tmp_path), '--resume', '--no-eval',
+                '--cfg-options', *small[1:], 'train_cfg.max_epochs=3',
+                'param_scheduler.1.end=3', 'param_scheduler.1.T_max=3', timeout=600)
+    assert r.returncode == 0 and 'is not used' not in r.stderr, r.stderr[-3000:]

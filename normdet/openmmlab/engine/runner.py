@@ -15,6 +15,7 @@ study was trained in.
 import contextlib
 import copy
 import os.path as osp
+import sys
 
 import torch
 from mmengine.registry import RUNNERS
@@ -135,10 +136,28 @@ class NormDetRunner(Runner):
             if self._load_from is None:
                 self.logger.warning(f'--resume: no checkpoint in {self.work_dir} yet '
                                     f'(no last_checkpoint): training from the start')
+        configured = self._base_lrs()
         super().load_or_resume()
+        resumed = self._base_lrs()
+        if self._resume and self._load_from and configured and resumed and any(
+                abs(a - b) > 1e-12 * max(abs(a), abs(b)) for a, b in zip(configured, resumed)):
+            # MMEngine restores the optimizer's state: the checkpoint's LR wins over the config's
+            message = (f'--resume: the checkpoint trained with base LR {resumed[0]:g}; this '
+                       f"config's {configured[0]:g} is not used (the optimizer's state, its LR "
+                       'and schedule included, comes from the checkpoint); to train with another '
+                       'LR, start a new run (--work-dir DIR, or --overwrite)')
+            self.logger.warning(message)
+            print(f'[normdet] warning: {message}', file=sys.stderr, flush=True)
         if self._dump_pending:
             self._dump_pending = False
             super().dump_config()
+
+    def _base_lrs(self) -> list:
+        """The optimizer's base LR per parameter group (the schedulers' ``initial_lr``)."""
+        wrapper = getattr(self, 'optim_wrapper', None)
+        groups = getattr(wrapper, 'param_groups', None) or []
+        return [g.get('initial_lr', g.get('lr')) for g in groups
+                if isinstance(g.get('initial_lr', g.get('lr')), (int, float))]
 
     def load_checkpoint(self, filename, map_location='cpu', strict=False,
                         revise_keys=[(r'^module.', '')]):  # noqa: B006  (MMEngine's signature)
