@@ -109,9 +109,9 @@ FATAL = [(dup_image_id, TRAIN, 'image ids used twice'),
          (zero_height, VAL, 'images without a positive width and height'),
          (no_area, VAL, 'annotations without an area'),
          (all_crowd, TRAIN, 'no annotation to train on')]
-WARNED = [(unknown_category, 'annotations of unknown categories'),
-          (zero_box, 'boxes of zero or negative size'),
-          (unlisted_image, 'annotations of images the file does not list')]
+WARNED = [(unknown_category, 'annotations with a category id that is not one of the classes'),
+          (zero_box, 'annotations of zero or negative size'),
+          (unlisted_image, 'annotations of an image the file does not list')]
 
 
 @pytest.mark.parametrize('seed', [0, 1, 2])
@@ -165,3 +165,16 @@ def test_a_clean_dataset_passes_and_is_cached(data):
     os.utime(os.path.join(data, TRAIN))  # touched: checked again
     assert not _check(data)['cached']
     assert not _check(data, VAL)['warnings']
+
+
+def test_the_check_counts_what_the_dataset_drops(data):
+    """One rule (dropped_by_mmdet): a box outside its image and one 0.5 px wide, which mmdet 3.3
+    drops, are counted as the dataset counts them."""
+    def corrupt(ann):
+        first, second = ann['annotations'][:2]
+        first['bbox'] = [500, 500, 10, 10]   # the images are 64 px
+        second['bbox'][2] = 0.5
+    _edit(data, TRAIN, corrupt)
+    line = warning_line(_check(data))
+    assert '1 annotations entirely outside the image' in line
+    assert '1 annotations of zero or negative size' in line

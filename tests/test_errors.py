@@ -364,7 +364,8 @@ def test_no_usable_annotation(coco, tmp_path, capsys):
     root = copy_coco(coco, tmp_path)
     edit_annotations(root, 'train', lambda a: [x.update(category_id=99) for x in a['annotations']])
     msg = fails(capsys, 'train', *train_args(tmp_path / 'w', root))
-    assert 'no annotation to train on' in msg and 'annotations of unknown categories' in msg
+    assert 'no annotation to train on' in msg and \
+        'annotations with a category id that is not one of the classes' in msg
 
 
 def test_annotation_without_a_box(coco, tmp_path, capsys):

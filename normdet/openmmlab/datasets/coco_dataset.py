@@ -9,11 +9,11 @@ iteration, for the val split too):
 
 - logs one line per annotation file (once per process) counting what was dropped and why, with
   example annotation ids;
-- raises a DataError when the file has images but no usable annotation, or when an annotation
-  has no 4-number ``bbox``.
+- raises a DataError when the file has images but no usable annotation.
 
-The image files (missing, empty, not decodable, of another size) and the annotation files are
-checked before, when the config is prepared (``normdet.data.validate``).
+The annotation files (boxes of 4 finite numbers among them) and the image files (missing, empty,
+not decodable, of another size) are checked before, when the config is prepared
+(``normdet.data.validate``, whose ``dropped_by_mmdet`` is the rule this dataset counts by).
 """
 import collections
 import logging
@@ -22,6 +22,7 @@ from mmdet.datasets import CocoDataset
 from mmengine.registry import DATASETS
 from mmengine.logging import print_log
 
+from ...data.validate import dropped_by_mmdet
 from ...utils.errors import DataError
 
 _REPORTED = set()  # annotation files whose dropped annotations this process has logged
@@ -48,25 +49,12 @@ class NormDetCocoDataset(CocoDataset):
         if self._annotations is None:
             self._annotations = len(self.coco.anns)
         img = raw_data_info['raw_img_info']
-        for ann in raw_data_info['raw_ann_info']:
+        for ann in raw_data_info['raw_ann_info']:  # boxes of 4 numbers: normdet.data.validate
             self._used += 1
-            box = ann.get('bbox')
-            if not (isinstance(box, (list, tuple)) and len(box) == 4
-                    and all(isinstance(v, (int, float)) for v in box)):
-                raise DataError(f'annotation {ann.get("id")} of image {img.get("file_name")} in '
-                                f'{self.ann_file} has bbox {box!r}, not [x, y, width, height]; '
-                                'fix or remove it')
-            if ann.get('ignore', False):
-                continue
-            x, y, w, h = box
-            if w < 1 or h < 1 or ann.get('area', 1) <= 0:
-                self._dropped['of zero or negative size'].append(f'{ann.get("id")}')
-            elif (min(x + w, img['width']) - max(x, 0) <= 0
-                  or min(y + h, img['height']) - max(y, 0) <= 0):
-                self._dropped['entirely outside the image'].append(f'{ann.get("id")}')
-            elif ann.get('category_id') not in self.cat_ids:
-                self._dropped['with a category id that is not one of the classes'].append(
-                    f'{ann.get("id")}: category {ann.get("category_id")}')
+            why = '' if ann.get('ignore', False) else dropped_by_mmdet(ann, img, self.cat_ids)
+            if why:
+                self._dropped[why].append(f'{ann.get("id")}' + (
+                    f': category {ann.get("category_id")}' if 'category' in why else ''))
         return super().parse_data_info(raw_data_info)
 
     def _report(self, data_list: list) -> None:
