@@ -178,3 +178,13 @@ def test_the_check_counts_what_the_dataset_drops(data):
     line = warning_line(_check(data))
     assert '1 annotations entirely outside the image' in line
     assert '1 annotations of zero or negative size' in line
+
+
+def test_an_image_changed_after_the_check_is_checked_again(data):
+    """The cache holds while the files do: an image damaged since is found, though the
+    annotation file is the same."""
+    assert not _check(data)['cached'] and _check(data)['cached']
+    path = _image(data, 0)
+    open(path, 'w').write('not an image')
+    with pytest.raises(DataError, match='do not decode'):
+        _check(data)

@@ -13,7 +13,7 @@ zero size, an annotation of an image the file does not list) is counted in one w
 
 The result is cached by the files' paths, sizes and modification times (the annotation file and
 every image), in ``$NORMDET_CACHE/data_checks`` (default ``~/.cache/normdet``): a second run on
-the same files reads no image.
+the same files reads no image and does not parse the annotation file again (it stats them).
 """
 import hashlib
 import json
@@ -147,17 +147,36 @@ def check_images(root: str, images: list) -> dict:
     return fatal
 
 
-def _cache_path(ann_path: str, img_root: str, images: list, evaluated: bool, trained: bool):
-    h = hashlib.sha256(json.dumps([VERSION, evaluated, trained]).encode())
-    for path in [ann_path] + [osp.join(img_root, str(i.get('file_name'))) for i in images
-                              if isinstance(i, dict)]:
+def _stamp(paths) -> str:
+    """A digest of the files' paths, sizes and modification times (missing ones included)."""
+    h = hashlib.sha256()
+    for path in paths:
         try:
             st = os.stat(path)
             h.update(f'{osp.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode())
         except OSError:
             h.update(f'{osp.abspath(path)}\0missing\n'.encode())
+    return h.hexdigest()
+
+
+def _cache_path(ann_path: str, img_root: str, evaluated: bool, trained: bool) -> str:
+    """Where the check of this annotation file (as it is now) with these images is kept."""
+    key = json.dumps([VERSION, evaluated, trained, osp.abspath(img_root), _stamp([ann_path])])
     base = os.environ.get('NORMDET_CACHE', osp.join(osp.expanduser('~'), '.cache', 'normdet'))
-    return osp.join(base, 'data_checks', h.hexdigest()[:24] + '.json')
+    return osp.join(base, 'data_checks',
+                    hashlib.sha256(key.encode()).hexdigest()[:24] + '.json')
+
+
+def _cached(cache: str, img_root: str):
+    """The kept result, if its images are still as they were (without reading the annotation
+    file again: COCO's train file takes seconds to parse)."""
+    if not osp.isfile(cache):
+        return None
+    with open(cache) as f:
+        kept = json.load(f)
+    if _stamp(osp.join(img_root, name) for name in kept['images']) != kept['stamp']:
+        return None
+    return dict(kept['result'], cached=True)
 
 
 def validate_coco(data_root: str, ann_file: str, img_dir: str, *, evaluated: bool = False,
@@ -167,16 +186,13 @@ def validate_coco(data_root: str, ann_file: str, img_dir: str, *, evaluated: boo
     cache. ``evaluated``: COCO evaluation reads its ground truth; ``trained``: it must hold
     something to learn from; ``images``: decode every image file (else only the annotations)."""
     ann_path = osp.join(data_root, ann_file)
-    with open(ann_path) as f:
-        ann = json.load(f)  # check_coco has vouched for the JSON and its top-level keys
     img_root = osp.join(data_root, img_dir)
-    listed = [i for i in ann.get('images') or [] if isinstance(i, dict)]
-    cache = _cache_path(ann_path, img_root, listed, evaluated, trained) if images else None
-    if cache and osp.isfile(cache):
-        with open(cache) as f:
-            result = json.load(f)
-        result['cached'] = True
-    else:
+    cache = _cache_path(ann_path, img_root, evaluated, trained) if images else None
+    result = _cached(cache, img_root) if cache else None
+    if result is None:
+        with open(ann_path) as f:
+            ann = json.load(f)  # check_coco has vouched for the JSON and its top-level keys
+        listed = [i for i in ann.get('images') or [] if isinstance(i, dict)]
         fatal, warn = check_annotations(ann, evaluated, trained)
         named = [i for i in listed if i.get('file_name') and _number(i.get('width'))
                  and _number(i.get('height'))]
@@ -185,7 +201,10 @@ def validate_coco(data_root: str, ann_file: str, img_dir: str, *, evaluated: boo
         result = dict(file=ann_path, fatal=_counted(fatal), warnings=_counted(warn),
                       cached=False)
         if cache:
-            atomic_write(cache, json.dumps(result))
+            names = [str(i.get('file_name')) for i in listed]
+            atomic_write(cache, json.dumps(dict(
+                result=result, images=names,
+                stamp=_stamp(osp.join(img_root, name) for name in names))))
     if result['fatal']:
         raise DataError(f'{ann_path} (images in {img_root}) cannot be trained or evaluated on: '
                         + '; '.join(f'{k}: {_few(v)}' for k, v in result['fatal'].items())
