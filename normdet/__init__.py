@@ -12,20 +12,22 @@ The package is in levels, each a folder, each importing only the levels below it
 - ``normdet.cli``: what the tools share (arguments, config loading, work dirs, reports, launch);
 - ``normdet.study``: the study of the papers' claims, from the runs' JSON records.
 
-``import normdet`` needs torch only. The names of the glue (``convert_norm``, ``prepare_config``,
-``NormDetRunner``, ...) stay reachable as ``normdet.<name>``: they import the glue on first use.
+``import normdet`` imports nothing; ``normdet.DNB``, ``normdet.convert_module`` and the other layer
+names need torch only, and the names of the glue (``convert_norm``, ``prepare_config``,
+``NormDetRunner``, ...) need mmdet: each is imported on first use.
 """
 import importlib
-
-from .layers import DNB, DNC, FRN, MABN, RBN, CenConv2d, SyncBatchNorm
-from .norms import convert_module, fold_norms
 
 __version__ = '0.1.0'
 __all__ = ['FRN', 'MABN', 'CenConv2d', 'DNB', 'DNC', 'RBN', 'SyncBatchNorm', 'convert_module',
            'fold_norms']
 
-# name -> the glue module that defines it (imported on first use: it needs mmdet)
-_GLUE = dict(convert_norm='normdet.openmmlab.models.convert',
+# name -> the module that defines it, imported on first use: ``import normdet`` itself imports
+# nothing, so a tool can check the installed stack (normdet.cli.stack) before torch is imported
+_LAZY = dict(**{name: 'normdet.layers' for name in __all__[:7]},
+             convert_module='normdet.norms', fold_norms='normdet.norms',
+             # the glue: it needs mmdet
+             convert_norm='normdet.openmmlab.models.convert',
              check_norm_types='normdet.openmmlab.models.convert',
              prepare_config='normdet.openmmlab.engine.prepare',
              NormDetRunner='normdet.openmmlab.engine.runner',
@@ -34,6 +36,10 @@ _GLUE = dict(convert_norm='normdet.openmmlab.models.convert',
 
 
 def __getattr__(name):
-    if name in _GLUE:
-        return getattr(importlib.import_module(_GLUE[name]), name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

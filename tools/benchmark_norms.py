@@ -22,10 +22,12 @@ import statistics
 import sys
 import time
 
-import torch
-
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's normdet
-import normdet  # noqa: E402,F401  (the layers timed here are plain PyTorch)
+from normdet.cli.stack import require_torch  # noqa: E402
+
+require_torch()  # the layers timed here are plain PyTorch
+import torch  # noqa: E402
+
 from normdet.cli.args import positive_int  # noqa: E402
 from normdet.utils.errors import ConfigError  # noqa: E402
 

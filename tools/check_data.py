@@ -12,6 +12,9 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this clone's normdet
+from normdet.cli.stack import require_openmmlab  # noqa: E402
+
+require_openmmlab()
 from normdet.cli.args import parse_tool_args  # noqa: E402
 from normdet.cli.run import run_tool  # noqa: E402
 from normdet.data import check_coco  # noqa: E402

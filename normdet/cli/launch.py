@@ -21,11 +21,13 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
+import time
 
 from torch.distributed import run as torchrun
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-from .run import die_with_parent
+from .run import PEER_LOST_STATUS, die_with_parent
 
 
 def port_in_use(port: int) -> bool:
@@ -52,14 +54,63 @@ def port_message(port: int) -> str:
             'tools/dist_train.sh ...')
 
 
-def failure_message(e: ChildFailedError) -> str:
+class DeathWatch(threading.Thread):
+    """When each child process of the launcher (torchrun's ranks) died, to 20 ms: torchrun
+    stamps its failures to the second, so a rank it stopped (SIGTERM) after another died looks
+    as early as the one that died first."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.died = {}  # pid -> time.monotonic() when first seen dead
+        self._stop = threading.Event()
+
+    def _children(self) -> set:
+        pids = set()
+        for path in glob.glob(f'/proc/{os.getpid()}/task/*/children'):
+            try:
+                with open(path) as f:
+                    pids.update(int(p) for p in f.read().split())
+            except OSError:
+                continue
+        return pids
+
+    def run(self):
+        alive = set()
+        while not self._stop.wait(0.02):
+            alive |= self._children()
+            for pid in list(alive):
+                try:
+                    with open(f'/proc/{pid}/stat') as f:
+                        dead = f.read().rsplit(')', 1)[1].split()[0] in 'ZX'
+                except OSError:  # reaped already
+                    dead = True
+                if dead:
+                    self.died.setdefault(pid, time.monotonic())
+                    alive.discard(pid)
+
+    def stop(self):
+        self._stop.set()
+
+
+def failure_message(e: ChildFailedError, died: dict = None) -> str:
+    """One line: the rank that failed first, then the others. A rank that only lost its
+    connection to a failed one (exit status ``PEER_LOST_STATUS``, ``normdet.cli.run``) comes
+    last; the others in the order they died (``died``: pid -> time, from ``DeathWatch``; else
+    torchrun's stamps, to the second, a signal first)."""
+    died = died or {}
+    failures = sorted(e.failures.items(), key=lambda kv: (
+        kv[1].exitcode == PEER_LOST_STATUS, died.get(kv[1].pid, float('inf')), kv[1].timestamp,
+        kv[1].exitcode >= 0, kv[0]))
     parts = []
-    for rank, failure in sorted(e.failures.items()):
+    for i, (rank, failure) in enumerate(failures):
         how = (f'was killed by signal {-failure.exitcode} ({failure.signal_name()})'
-               if failure.exitcode < 0 else f'exited with status {failure.exitcode}')
-        parts.append(f'rank {rank} {how}')
-    return (f'[normdet] distributed run failed: {"; ".join(parts)}; torchrun stopped the other '
-            'processes (a rank that raised printed its error above)')
+               if failure.exitcode < 0 else
+               'lost its connection to another rank (which died or hung)'
+               if failure.exitcode == PEER_LOST_STATUS else
+               f'exited with status {failure.exitcode}')
+        parts.append(f'rank {rank} {how}' + (' first' if i == 0 and len(failures) > 1 else ''))
+    return (f'[normdet] distributed run failed: {"; then ".join(parts)}; torchrun stopped the '
+            'other processes (a rank that raised printed its error above)')
 
 
 def main(argv=None) -> None:
@@ -70,6 +121,8 @@ def main(argv=None) -> None:
         sys.exit(port_message(args.master_port or 29500))
     errors = tempfile.mkdtemp(prefix='normdet-errors-')
     os.environ['NORMDET_ERROR_DIR'] = errors  # inherited by the ranks
+    watch = DeathWatch()
+    watch.start()
     try:
         torchrun.run(args)
     except ChildFailedError as e:
@@ -79,12 +132,14 @@ def main(argv=None) -> None:
                 text = f.read().strip()
             if text not in messages:
                 messages.append(text)
-        sys.exit('\n'.join(messages) or failure_message(e))
+        watch.stop()
+        sys.exit('\n'.join(messages) or failure_message(e, watch.died))
     except Exception as e:  # the rendezvous store could not bind: the port was taken meanwhile
         if 'EADDRINUSE' in str(e) or 'address already in use' in str(e).lower():
             sys.exit(port_message(args.master_port or 29500))
         raise
     finally:
+        watch.stop()
         shutil.rmtree(errors, ignore_errors=True)
 
 

@@ -5,6 +5,7 @@ import ctypes
 import errno
 import os
 import os.path as osp
+import re
 import signal
 import sys
 
@@ -18,6 +19,10 @@ from ..utils.io import atomic_write
 # what the OS says when a file cannot be written: a full disk or quota, a read-only or
 # forbidden folder
 WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+# what a collective raises on a rank whose peer has gone (killed, crashed, stopped by torchrun)
+PEER_LOST = re.compile(r'connection (reset|closed) by peer|broken pipe|socket closed|'
+                       r'connection refused|read error|gloo|nccl', re.IGNORECASE)
+PEER_LOST_STATUS = 3  # the exit status of such a rank, which normdet.cli.launch names last
 
 
 def is_distributed() -> bool:
@@ -30,6 +35,29 @@ def is_main_process() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler's stop): ends a tool as Ctrl-C does."""
+
+
+_STOPS = []  # the stop signals this process received
+
+
+def _stop(signum, frame):
+    """Ctrl-C and SIGTERM: remembered (a library's bare ``except:`` may turn the exception
+    raised here into another one), then raised as KeyboardInterrupt / Terminated."""
+    _STOPS.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _quiet_lost_pipes(kind, value, tb, _default=sys.excepthook):
+    """A pipe or socket whose other end is gone (a data-loader worker still handing a batch to
+    a main process that stopped; output piped into ``head``) is not news: the error that ended
+    the tool, if any, is said elsewhere."""
+    if issubclass(kind, (BrokenPipeError, ConnectionResetError)):
+        return
+    _default(kind, value, tb)
+
+
 def run_tool(main) -> None:
     """Run a tool's ``main``; an error in what the user gave or a run that cannot go on
     (``normdet.utils.errors.USER_ERRORS``) prints its message (which names the problem and the fix)
@@ -38,17 +66,29 @@ def run_tool(main) -> None:
     distributed run ends through ``exit_rank``. glibc's malloc is first set to reuse freed memory
     (``normdet.utils.allocator``)."""
     keep_freed_memory()
+    signal.signal(signal.SIGINT, _stop)
+    sys.excepthook = _quiet_lost_pipes  # inherited by the data-loader workers
     if 'TORCHELASTIC_RUN_ID' in os.environ:  # a rank under torchrun: ends with its launcher
         die_with_parent()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # how torchrun stops its ranks
+    else:
+        signal.signal(signal.SIGTERM, _stop)
     code = 0
     try:
-        main()
+        try:
+            main()
+        except BaseException:
+            if _STOPS:  # whatever a library made of the stop
+                raise KeyboardInterrupt() from None
+            raise
     except KeyboardInterrupt:  # every rank gets it: rank 0 says it
+        sys.unraisablehook = lambda unraisable: None  # objects the stop left half-built
+        term = signal.SIGTERM in _STOPS
         if os.environ.get('RANK', '0') == '0':
-            print('[normdet] interrupted (Ctrl-C): nothing after the last checkpoint was kept; '
-                  'a training run continues from it with the same command and --resume',
-                  file=sys.stderr, flush=True)
-        code = 130
+            print(f'[normdet] {"terminated (SIGTERM)" if term else "interrupted (Ctrl-C)"}: '
+                  'nothing after the last checkpoint was kept; a training run continues from '
+                  'it with the same command and --resume', file=sys.stderr, flush=True)
+        code = 143 if term else 130
     except USER_ERRORS as e:
         code = _report(f'[normdet] error: {e}')
     except OSError as e:  # a file the tool could not write: a full disk, a read-only folder
@@ -57,6 +97,13 @@ def run_tool(main) -> None:
         code = _report(f'[normdet] error: cannot write {e.filename or "a file"}: {e.strerror}; '
                        'free space or fix the permissions there (or choose another --work-dir), '
                        'then run the command again (a training run: with --resume)')
+    except RuntimeError as e:  # a collective whose peer is gone: that rank's failure is the news
+        if not (is_distributed() and PEER_LOST.search(str(e))):
+            raise
+        print(f'[normdet] rank {os.environ.get("RANK", "?")} lost its connection to another '
+              f'rank ({str(e).splitlines()[0][:120]}); the launcher names the rank that failed '
+              'first', file=sys.stderr, flush=True)
+        code = PEER_LOST_STATUS
     if is_distributed():
         exit_rank(code)
     if code:

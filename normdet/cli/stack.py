@@ -12,8 +12,10 @@ metadata and imports nothing.
 """
 import importlib.metadata
 import importlib.util
+import os
 import os.path as osp
 import platform
+import signal
 import subprocess
 import sys
 
@@ -76,11 +78,31 @@ def problems(versions: dict = None, mmcv_ops: bool = None) -> list:
     return found
 
 
+def _stopped_while_starting(signum, frame):
+    how = 'terminated (SIGTERM)' if signum == signal.SIGTERM else 'interrupted (Ctrl-C)'
+    print(f'[normdet] {how} while starting, before anything was written', file=sys.stderr,
+          flush=True)
+    os._exit(128 + signum)
+
+
 def require_openmmlab() -> None:
-    """Exit with one clear message (status 1) when the stack cannot run normdet's tools."""
+    """Exit with one clear message (status 1) when the stack cannot run normdet's tools.
+
+    Until the tool's ``main`` runs (``normdet.cli.run.run_tool``, which takes over), Ctrl-C and
+    SIGTERM end it with one line and status 130 / 143: the imports of torch and mmdet take
+    seconds and write nothing."""
+    signal.signal(signal.SIGINT, _stopped_while_starting)
+    signal.signal(signal.SIGTERM, _stopped_while_starting)
     found = problems()
     if found:
         sys.exit('[normdet] error: ' + '; '.join(found) + '.\n[normdet] ' + HOW_TO_INSTALL)
+
+
+def require_torch() -> None:
+    """For the tools that need only torch (the layer benchmarks): one line when it is missing."""
+    if installed_version('torch') is None:
+        sys.exit(f'[normdet] error: torch is not installed (normdet needs torch'
+                 f'{SUPPORTED["torch"]}).\n[normdet] {HOW_TO_INSTALL}')
 
 
 def git_commit(root: str = REPO):

@@ -73,6 +73,12 @@ def _set_num_classes(model_cfg, n: int) -> None:
             d['num_classes'] = n
 
 
+def _loads_masks(dataset: dict) -> bool:
+    """Whether a dataset config's pipeline loads instance masks (mmdet's LoadAnnotations)."""
+    return any(isinstance(t, dict) and t.get('type') == 'LoadAnnotations' and t.get('with_mask')
+               for t in dataset.get('pipeline') or [])
+
+
 def resolve_data(cfg) -> dict:
     """Rewrite ``cfg`` in place as described in the module docstring; returns a summary dict
     (root, source, classes, ann_file of the evaluated split) for logs and reports."""
@@ -89,7 +95,7 @@ def resolve_data(cfg) -> dict:
         img_dir = (ds.get('data_prefix') or {}).get('img', '')
         cats = check_coco(root, ds['ann_file'], img_dir)
         validate_coco(root, ds['ann_file'], img_dir, trained=loader == 'train_dataloader',
-                      evaluated=loader != 'train_dataloader')
+                      evaluated=loader != 'train_dataloader', masks=_loads_masks(ds))
         if cats is not None:
             found.setdefault(tuple(c['name'] for c in cats), set()).add(ds['ann_file'])
     if len(found) > 1:

@@ -259,6 +259,12 @@ def check_coco(data_root: str, ann_file: str, img_dir: str):
         raise DataError(f'annotation file {ann_path!r} is not in COCO format: it lacks '
                          f'{", ".join(missing)}; use instances_*.json '
                          'files')
+    from .validate import describe, structure_problems
+    problems = structure_problems(ann)
+    if problems:
+        raise DataError(f'annotation file {ann_path!r} cannot be read as COCO: '
+                         f'{describe(problems)}; fix the file (python tools/check_data.py '
+                         'DATA_ROOT lists every problem)')
     if not ann['categories']:
         raise DataError(f'annotation file {ann_path!r} has no categories; a COCO file lists its '
                          'classes under "categories"')

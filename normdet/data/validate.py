@@ -5,9 +5,10 @@
 What would break a run, or train silently on something else, is fatal and listed (at most a few
 examples of each problem): ids that repeat (two images with one id: the boxes of one train on
 the pixels of the other), categories with one name twice, a box that is not 4 finite numbers,
-images without a positive ``width``/``height``, ground truth without ``area`` in a split that is
-evaluated (COCO's evaluation reads it), an image file missing, empty, not decodable or of another
-size than the file says, and a training split without one annotation to learn from (every one a
+images without a positive ``width``/``height``, annotations without ``area`` (mmdet's dataset and
+COCO's evaluation read it), sections, ids, references and names of the wrong type, segmentations
+that are neither polygons nor RLE, an image file missing, empty, not decodable, cut short or of
+another size than the file says, and a training split without one annotation to learn from (every one a
 crowd region, or dropped). What mmdet drops and trains on without (an unknown category, a box of
 zero size, an annotation of an image the file does not list) is counted in one warning.
 
@@ -29,13 +30,19 @@ from ..utils.errors import DataError
 from ..utils.io import atomic_write
 
 EXAMPLES = 3  # examples named per problem
-VERSION = 1   # of the checks: a new version checks cached files again
+VERSION = 2   # of the checks: a new version checks cached files again
 
 
 def _few(found) -> str:
     """``[count, examples]`` as text."""
     n, examples = found
     return ', '.join(map(str, examples)) + (f', ... ({n} in all)' if n > len(examples) else '')
+
+
+def describe(problems: dict, counted: bool = False) -> str:
+    """Problem -> examples (``counted``: -> [how many, the first examples]) as one line."""
+    return '; '.join(f'{k}: {_few(v)}' for k, v in
+                     (problems if counted else _counted(problems)).items())
 
 
 def _counted(problems: dict) -> dict:
@@ -65,63 +72,152 @@ def dropped_by_mmdet(ann: dict, img: dict, cat_ids) -> str:
     return ''
 
 
-def check_annotations(ann: dict, evaluated: bool, trained: bool) -> tuple:
-    """(fatal, warnings) of a parsed COCO annotation dict: problem -> examples."""
-    fatal, warn = {}, {}
-    images, anns, cats = ann.get('images') or [], ann.get('annotations') or [], ann['categories']
-    for what, items in (('image', images), ('annotation', anns), ('category', cats)):
-        bad = [i for i in items if not isinstance(i, dict) or 'id' not in i]
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _segmentation_ok(seg) -> bool:
+    """Polygons (lists of at least 3 points) or RLE (``counts`` and a 2-number ``size``), as
+    mmdet's LoadAnnotations and pycocotools read them; absent counts as fine."""
+    if seg is None or seg == []:
+        return True
+    if isinstance(seg, dict):
+        size = seg.get('size')
+        return (isinstance(seg.get('counts'), (str, list)) and isinstance(size, list)
+                and len(size) == 2 and all(map(_integer, size)))
+    return isinstance(seg, list) and all(
+        isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(map(_number, p))
+        for p in seg)
+
+
+def _rle_ok(rle: dict, img: dict) -> bool:
+    """An RLE mask that decodes, as mmdet decodes it, to the image's size."""
+    from pycocotools import mask as mask_utils
+    h, w = img['height'], img['width']
+    if rle['size'] != [h, w]:
+        return False
+    try:
+        if isinstance(rle['counts'], list):
+            if sum(rle['counts']) != h * w or not all(map(_integer, rle['counts'])):
+                return False
+            rle = mask_utils.frPyObjects(rle, h, w)
+        return mask_utils.decode(rle).shape[:2] == (h, w)
+    except (ValueError, TypeError, OverflowError):
+        return False
+
+
+def structure_problems(ann) -> dict:
+    """What makes a parsed annotation file unreadable by pycocotools and mmdet at all: sections
+    that are not lists of objects, ids and references that are not integers, names that are not
+    strings. Problem -> examples; the other checks assume none of these."""
+    if not isinstance(ann, dict):
+        return {'a file that is not a JSON object': [type(ann).__name__]}
+    fatal = {}
+    for section in ('images', 'annotations', 'categories'):
+        items = ann.get(section)
+        if not isinstance(items, list):
+            fatal[f'"{section}" that is not a list'] = [type(items).__name__]
+            continue
+        bad = [str(i)[:40] for i in items if not isinstance(i, dict)]
         if bad:
-            fatal[f'{what} entries without an id'] = [str(b)[:60] for b in bad]
-        ids = _repeated(i['id'] for i in items if isinstance(i, dict) and 'id' in i)
+            fatal[f'{section} entries that are not objects'] = bad
+            continue
+        bad = [str(i.get('id'))[:40] for i in items if not _integer(i.get('id'))]
+        if bad:
+            fatal[f'{section} entries whose id is missing or not an integer'] = bad
+    if fatal:
+        return fatal
+    for key in ('image_id', 'category_id'):
+        bad = [a['id'] for a in ann['annotations'] if not _integer(a.get(key))]
+        if bad:
+            fatal[f'annotations whose {key} is missing or not an integer'] = bad
+    bad = [c['id'] for c in ann['categories'] if not isinstance(c.get('name'), str)]
+    if bad:
+        fatal['categories without a name (a string)'] = bad
+    bad = [i['id'] for i in ann['images'] if not (isinstance(i.get('file_name'), str)
+                                                  and i['file_name'])]
+    if bad:
+        fatal['images without a file_name'] = bad
+    return fatal
+
+
+def check_annotations(ann: dict, evaluated: bool, trained: bool, masks=None) -> tuple:
+    """(fatal, warnings) of a parsed COCO annotation dict: problem -> examples. ``masks``: the
+    split's pipeline loads instance masks (True), does not (False), or unknown (None: an
+    annotation without a segmentation is then a warning)."""
+    fatal = structure_problems(ann)
+    if fatal:
+        return fatal, {}
+    warn = {}
+    images, anns, cats = ann['images'], ann['annotations'], ann['categories']
+    for what, items in (('image', images), ('annotation', anns), ('category', cats)):
+        ids = _repeated(i['id'] for i in items)
         if ids:
             fatal[f'{what} ids used twice'] = ids
-    names = _repeated(c.get('name') for c in cats if isinstance(c, dict))
+    names = _repeated(c['name'] for c in cats)
     if names:
         fatal['category names used twice'] = names
-    sizeless = [i.get('id') for i in images if isinstance(i, dict) and not (
+    sizeless = [i['id'] for i in images if not (
         _number(i.get('width')) and _number(i.get('height'))
         and i['width'] > 0 and i['height'] > 0)]
     if sizeless:
         fatal['images without a positive width and height'] = sizeless
-    nameless = [i.get('id') for i in images if isinstance(i, dict) and not i.get('file_name')]
-    if nameless:
-        fatal['images without a file_name'] = nameless
-    listed = {i.get('id') for i in images if isinstance(i, dict)}
+    if trained and not images:
+        fatal['no image to train on'] = ['"images" is empty']
+    listed = {i['id'] for i in images}
     unsized = set(sizeless)
-    sized = {i.get('id'): i for i in images if isinstance(i, dict) and i.get('id') not in unsized}
-    cat_ids = {c.get('id') for c in cats if isinstance(c, dict)}
+    sized = {i['id']: i for i in images if i['id'] not in unsized}
+    cat_ids = {c['id'] for c in cats}
     trainable = 0
     for a in anns:
-        if not isinstance(a, dict):
-            continue
         box = a.get('bbox')
         if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(map(_number, box))):
             fatal.setdefault('boxes that are not 4 finite numbers [x, y, w, h]', []).append(
-                a.get('id'))
+                a['id'])
             continue
-        if evaluated and not _number(a.get('area')):
-            fatal.setdefault('annotations without an area (COCO evaluation reads it)',
-                             []).append(a.get('id'))
-        if a.get('image_id') not in listed:
-            warn.setdefault('annotations of an image the file does not list',
-                            []).append(a.get('id'))
+        if not _number(a.get('area')):  # mmdet's dataset and COCO's evaluation both read it
+            fatal.setdefault('annotations without an area (a finite number)', []).append(a['id'])
             continue
-        img = sized.get(a.get('image_id'))
+        seg_ok = _segmentation_ok(a.get('segmentation'))
+        if not seg_ok:
+            fatal.setdefault('annotations whose segmentation is neither polygons nor RLE',
+                             []).append(a['id'])
+        elif masks is not False and not a.get('segmentation') and not a.get('ignore', False):
+            (fatal if masks else warn).setdefault(
+                'annotations without a segmentation (a mask detector cannot train on them)',
+                []).append(a['id'])
+        if a['image_id'] not in listed:
+            warn.setdefault('annotations of an image the file does not list', []).append(a['id'])
+            continue
+        img = sized.get(a['image_id'])
         if img is None:  # its image has no size: fatal above
             continue
+        if seg_ok and isinstance(a.get('segmentation'), dict) and not _rle_ok(
+                a['segmentation'], img):
+            fatal.setdefault('RLE masks that do not decode to the image\'s height x width',
+                             []).append(a['id'])
         if a.get('ignore', False):
             continue
         why = dropped_by_mmdet(a, img, cat_ids)
         if why:
-            warn.setdefault(f'annotations {why}', []).append(a.get('id'))
+            warn.setdefault(f'annotations {why}', []).append(a['id'])
         elif not a.get('iscrowd'):
             trainable += 1
     if trained and images and not trainable:
-        why = [f'{sum(bool(a.get("iscrowd")) for a in anns if isinstance(a, dict))} crowd']
+        why = [f'{sum(bool(a.get("iscrowd")) for a in anns)} crowd']
         why += [f'{len(v)} {k}' for k, v in warn.items()]
         fatal['no annotation to train on'] = [f'{len(anns)} annotation(s): ' + ', '.join(why)]
     return fatal, warn
+
+
+def _cut_short(raw: bytes) -> bool:
+    """A JPEG without its end marker or a PNG without its end chunk: OpenCV decodes such a file
+    (the missing part grey, with a warning on stderr), so a cut-off download would train."""
+    if raw[:2] == b'\xff\xd8':
+        return b'\xff\xd9' not in raw[-64:]
+    if raw[:8] == b'\x89PNG\r\n\x1a\n':
+        return b'IEND' not in raw[-32:]
+    return False
 
 
 def check_images(root: str, images: list) -> dict:
@@ -135,8 +231,9 @@ def check_images(root: str, images: list) -> dict:
         if osp.getsize(path) == 0:
             fatal.setdefault('image files empty (0 bytes)', []).append(path)
             continue
-        img = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-        if img is None:
+        raw = np.fromfile(path, dtype=np.uint8)
+        img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+        if img is None or _cut_short(raw.tobytes()):
             fatal.setdefault('image files that do not decode (truncated, or not an image)',
                              []).append(path)
         elif img.shape[:2] != (info['height'], info['width']):
@@ -159,9 +256,10 @@ def _stamp(paths) -> str:
     return h.hexdigest()
 
 
-def _cache_path(ann_path: str, img_root: str, evaluated: bool, trained: bool) -> str:
+def _cache_path(ann_path: str, img_root: str, evaluated: bool, trained: bool, masks) -> str:
     """Where the check of this annotation file (as it is now) with these images is kept."""
-    key = json.dumps([VERSION, evaluated, trained, osp.abspath(img_root), _stamp([ann_path])])
+    key = json.dumps([VERSION, evaluated, trained, masks, osp.abspath(img_root),
+                      _stamp([ann_path])])
     base = os.environ.get('NORMDET_CACHE', osp.join(osp.expanduser('~'), '.cache', 'normdet'))
     return osp.join(base, 'data_checks',
                     hashlib.sha256(key.encode()).hexdigest()[:24] + '.json')
@@ -180,23 +278,24 @@ def _cached(cache: str, img_root: str):
 
 
 def validate_coco(data_root: str, ann_file: str, img_dir: str, *, evaluated: bool = False,
-                  trained: bool = False, images: bool = True) -> dict:
+                  trained: bool = False, images: bool = True, masks=None) -> dict:
     """Check one split (paths as in mmdet's dataset configs). Raises a DataError listing every
     fatal problem; returns ``warnings`` (problem -> examples) and whether the result came from the
     cache. ``evaluated``: COCO evaluation reads its ground truth; ``trained``: it must hold
-    something to learn from; ``images``: decode every image file (else only the annotations)."""
+    something to learn from; ``images``: decode every image file (else only the annotations);
+    ``masks``: the split's pipeline loads instance masks (None: not known)."""
     ann_path = osp.join(data_root, ann_file)
     img_root = osp.join(data_root, img_dir)
-    cache = _cache_path(ann_path, img_root, evaluated, trained) if images else None
+    cache = _cache_path(ann_path, img_root, evaluated, trained, masks) if images else None
     result = _cached(cache, img_root) if cache else None
     if result is None:
         with open(ann_path) as f:
             ann = json.load(f)  # check_coco has vouched for the JSON and its top-level keys
-        listed = [i for i in ann.get('images') or [] if isinstance(i, dict)]
-        fatal, warn = check_annotations(ann, evaluated, trained)
+        fatal, warn = check_annotations(ann, evaluated, trained, masks)
+        listed = [] if structure_problems(ann) else ann['images']
         named = [i for i in listed if i.get('file_name') and _number(i.get('width'))
                  and _number(i.get('height'))]
-        if images and not any('ids used twice' in k for k in fatal):
+        if images and listed and not any('ids used twice' in k for k in fatal):
             fatal.update(check_images(img_root, named))
         result = dict(file=ann_path, fatal=_counted(fatal), warnings=_counted(warn),
                       cached=False)
@@ -207,8 +306,7 @@ def validate_coco(data_root: str, ann_file: str, img_dir: str, *, evaluated: boo
                 stamp=_stamp(osp.join(img_root, name) for name in names))))
     if result['fatal']:
         raise DataError(f'{ann_path} (images in {img_root}) cannot be trained or evaluated on: '
-                        + '; '.join(f'{k}: {_few(v)}' for k, v in result['fatal'].items())
-                        + '; fix the annotation file or the images (python tools/check_data.py '
+                        + describe(result['fatal'], counted=True) + '; fix the annotation file or the images (python tools/check_data.py '
                         'DATA_ROOT lists every problem)')
     return result
 
