@@ -64,6 +64,9 @@ def sweep_command(part: Part, norm, batch, seed, work_dir, threads):
            '--norms', norm, '--batch', str(batch), '--seeds', str(seed),
            '--epochs', str(part.epochs), '--work-dir', osp.join(work_dir, part.name),
            '--no-report']
+    if part.gpus > 1:  # processes of one thread each
+        cmd += ['--gpus', str(part.gpus)]
+        threads = 1
     if part.options:
         cmd += ['--cfg-options', *part.options]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -87,13 +90,21 @@ def train(parts, args) -> None:
             rc = subprocess.call(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
         return job, rc
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for (part, norm, batch, seed), rc in pool.map(one, jobs):
-            done += 1
-            el = time.monotonic() - start
-            print(f'[study {done}/{len(jobs)}] {part.name} {norm} b{batch} s{seed}: '
-                  f'{"ok" if rc == 0 else f"exit {rc}"} (elapsed {el / 60:.1f} min, about '
-                  f'{el / done * (len(jobs) - done) / 60:.1f} min left)', flush=True)
+    def results():
+        # runs of one process, ``jobs`` at a time; then those of several processes, one at a
+        # time (each already uses the cores)
+        single = [j for j in jobs if j[0].gpus == 1]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            yield from pool.map(one, single)
+        yield from map(one, [j for j in jobs if j[0].gpus > 1])
+
+    for (part, norm, batch, seed), rc in results():
+        done += 1
+        el = time.monotonic() - start
+        layout = f'{part.gpus}x{batch}' if part.gpus > 1 else f'b{batch}'
+        print(f'[study {done}/{len(jobs)}] {part.name} {norm} {layout} s{seed}: '
+              f'{"ok" if rc == 0 else f"exit {rc}"} (elapsed {el / 60:.1f} min, about '
+              f'{el / done * (len(jobs) - done) / 60:.1f} min left)', flush=True)
 
 
 def run_times(part: Part, work_dir: str) -> dict:

@@ -126,7 +126,8 @@ def run_one(args, norm, batch, seed, run_dir, prefix):
     with open(osp.join(run_dir, 'sweep.log'), errors='replace') as f:
         text = f.read()
     status = 'done' if rc == 0 else 'diverged' if DIVERGED.search(text) else 'failed'
-    info = dict(detector=args.detector, norm=norm, batch=batch, seed=seed, status=status,
+    info = dict(detector=args.detector, norm=norm, batch=batch, gpus=args.gpus, seed=seed,
+                status=status,
                 returncode=rc, wall_s=round(time.monotonic() - start, 1), command=cmd,
                 options_key=options_key(args, norm), data_root=args.data_root)
     from normdet.utils.io import atomic_write

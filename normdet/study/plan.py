@@ -33,6 +33,7 @@ class Part:
     epochs: int
     seeds: list = dataclasses.field(default_factory=lambda: list(SEEDS))
     options: list = dataclasses.field(default_factory=list)  # --cfg-options of every run
+    gpus: int = 1              # processes per run (tools/dist_train.sh over gloo when > 1)
     what: str = ''
     optional: bool = False     # beyond the 3-hour budget: only when --parts names it
 
@@ -72,7 +73,11 @@ def plans(epochs: dict) -> dict:
     ]
     smoke = [Part('smoke', 'mini/ssdlite', ['BN', 'GN'], [2], 1, seeds=[0],
                   options=['synthetic_data=tiny'],
-                  what='CI smoke: two one-epoch runs on 16 images')]
+                  what='CI smoke: two one-epoch runs on 16 images'),
+             Part('smoke_dist', 'mini/ssdlite', ['SyncBN', 'BN'], [2], 1, seeds=[0], gpus=2,
+                  options=['synthetic_data=tiny'],
+                  what="CI smoke of the papers' protocol: 2 processes of 2 images, SyncBN over "
+                       'both against BN in each')]
     return dict(full=full, smoke=smoke)
 
 

@@ -39,17 +39,18 @@ def aggregate(runs, task='bbox', baseline='BN') -> list:
         return {r['seed']: ap(r, task, key) for r in rs if ap(r, task) is not None}
     rows = []
     for key, rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        row = dict(zip(SETTING, key[:3]), norm=key[3], batch=key[4], task=task)
+        k = len(SETTING)
+        row = dict(zip(SETTING, key[:k]), norm=key[k], batch=key[k + 1], task=task)
         done = seeds_ap(rs)
         row.update(n=len(done), seeds=sorted(done, key=str))
         row['mean'], row['std'] = mean_std(list(done.values()))
         for col, suffix in APS[1:]:
             row[col], row[f'{col}_std'] = mean_std(
                 [v for v in seeds_ap(rs, suffix).values() if v is not None])
-        base = seeds_ap(groups.get(key[:3] + (baseline, key[4]), []))
+        base = seeds_ap(groups.get(key[:k] + (baseline, key[k + 1]), []))
         seeds = sorted(set(done) & set(base), key=str)
         t, p, n = (paired_t_test([done[s] for s in seeds], [base[s] for s in seeds])
-                   if key[3] != baseline else (float('nan'), float('nan'), 0))
+                   if key[k] != baseline else (float('nan'), float('nan'), 0))
         row.update(diverged=sum(r['status'] == 'diverged' for r in rs),
                    failed=sum(r['status'] not in ('done', 'diverged') for r in rs),
                    t=t, p=p, pairs=n)
@@ -74,11 +75,12 @@ def _settings(items) -> list:
 
 
 def _setting_label(setting, all_settings) -> str:
-    """The detector alone, or with dataset and schedule where the runs differ in those."""
-    det, dataset, schedule = setting
+    """The detector alone, or with dataset, schedule and processes where the runs differ."""
+    det, dataset, schedule, gpus = setting
     if len(all_settings) == 1:
         return str(det)
-    return f"{det}, {osp.basename(dataset or '?')}, {schedule or '?'}"
+    return (f"{det}, {osp.basename(dataset or '?')}, {schedule or '?'}"
+            + (f', {gpus} processes' if gpus and gpus > 1 else ''))
 
 
 def _title(ax, text):
@@ -187,7 +189,7 @@ def plot(runs, rows, out_dir: str, task='bbox') -> list:
             ax.set_ylabel(key)
             if key == 'loss':
                 ax.set_yscale('log')
-            _title(ax, f'{_setting_label(panel[:3], all_settings)}, {panel[3]}/GPU: training '
+            _title(ax, f'{_setting_label(panel[:-1], all_settings)}, {panel[-1]}/GPU: training '
                        f'{key}' + (' (dotted: not finished)' if key == 'loss' else ''))
             _legend(ax)
         fig.tight_layout()

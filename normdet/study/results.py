@@ -68,9 +68,11 @@ def results_markdown(plan, parts_runs, results, argv, extra: str = '') -> str:
         opts = f"; options `{' '.join(part.options)}`" if part.options else ''
         where = (f'Report and plots: [study/{part.name}/report.md](study/{part.name}/report.md)'
                  if n else 'Not run.')
+        procs = f' in each of {part.gpus} processes' if part.gpus > 1 else ''
         lines.append(f'- **{part.name}** ({n} runs found{", optional" if part.optional else ""}):'
                      f' {part.what}; `{part.detector}`, norms {", ".join(part.norms)}, batch '
-                     f'{part.batch}, seeds {part.seeds}, {part.epochs} epochs{opts}. {where}')
+                     f'{part.batch}{procs}, seeds {part.seeds}, {part.epochs} epochs{opts}. '
+                     f'{where}')
     return '\n'.join(lines) + '\n' + ('\n' + extra if extra else '')
 
 

@@ -31,7 +31,8 @@ from normdet.utils.config import walk
 from normdet.utils.errors import DataError
 
 RUN_INFO = 'sweep_run.json'
-SETTING = ('detector', 'dataset', 'schedule')  # a group is a setting x norm x images per GPU
+# a group is a setting x norm x images per GPU; gpus: the processes that trained it
+SETTING = ('detector', 'dataset', 'schedule', 'gpus')
 
 
 def read_json(path):
@@ -103,6 +104,7 @@ def _describe_report(report: dict) -> dict:
     schedule = report.get('schedule')
     return dict(detector=report.get('detector') or report.get('model'), norm=report.get('norm'),
                 batch=(report.get('batch') or {}).get('per_gpu'),
+                gpus=(report.get('batch') or {}).get('gpus'),
                 dataset=(report.get('dataset') or {}).get('data_root'),
                 schedule=schedule_text(schedule) if schedule else None, seed=report.get('seed'))
 
@@ -125,7 +127,8 @@ def read_run(work_dir: str):
     if not (info or report or _looks_like_a_run(work_dir)):
         return None
     what = dict(detector=info.get('detector'), norm=info.get('norm'), batch=info.get('batch'),
-                dataset=info.get('data_root'), schedule=None, seed=info.get('seed'))
+                gpus=info.get('gpus', 1), dataset=info.get('data_root'), schedule=None,
+                seed=info.get('seed'))
     run = dict(work_dir=work_dir, status=info.get('status'), notes=[])
     if report is not None:
         _update(what, _describe_report(report))
