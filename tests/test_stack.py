@@ -20,19 +20,22 @@ def test_installed_stack_passes():
 
 def test_missing_and_unsupported_packages_are_named():
     assert stack.problems(GOOD, mmcv_ops=True) == []
-    assert stack.problems(dict(GOOD, mmcv='2.0.0rc4', torch='2.1.0'), mmcv_ops=True) == []
+    assert stack.problems(dict(GOOD, mmcv='2.1.0', torch='2.11.0'), mmcv_ops=True) == []
     found = stack.problems(dict(GOOD, mmcv=None), mmcv_ops=False)
-    assert found == ['mmcv is not installed (normdet needs mmcv>=2.0.0rc4,<2.2.0)']
+    assert found == ['mmcv is not installed (normdet needs mmcv>=2.1.0,<2.2.0)']
     found = stack.problems(dict(GOOD, mmcv='2.2.0', torch='2.0.1'), mmcv_ops=True)
-    assert found == ['torch 2.0.1 is installed; normdet needs torch>=2.1',
-                     'mmcv 2.2.0 is installed; normdet needs mmcv>=2.0.0rc4,<2.2.0']
+    assert found == ['torch 2.0.1 is installed; normdet needs torch>=2.11,<2.15',
+                     'mmcv 2.2.0 is installed; normdet needs mmcv>=2.1.0,<2.2.0']
+    found = stack.problems(dict(GOOD, mmdet='3.1.0', torch='2.15.0'), mmcv_ops=True)
+    assert found == ['torch 2.15.0 is installed; normdet needs torch>=2.11,<2.15',
+                     'mmdet 3.1.0 is installed; normdet needs mmdet>=3.3.0,<3.4']
     assert 'without its compiled ops' in stack.problems(GOOD, mmcv_ops=False)[0]
 
 
 def test_tool_without_mmcv_says_how_to_install(tmp_path):
     """A clone whose stack lacks mmcv (as after a plain `pip install -e .`): the tool's first line
     of work is the check, which exits 1 with the fix, not mmcv's ImportError."""
-    missing = 'mmcv is not installed (normdet needs mmcv>=2.0.0rc4,<2.2.0)'
+    missing = 'mmcv is not installed (normdet needs mmcv>=2.1.0,<2.2.0)'
     code = ('import sys; from normdet.cli import stack; '
             f'stack.problems = lambda: [{missing!r}]; '
             'sys.argv = ["tools/train.py", "configs/ssdlite_bn.py"]; '
@@ -89,7 +92,7 @@ def test_mmdet_that_refuses_its_mmcv_is_named_before_it_is_imported(tmp_path, to
     _fake_package(tmp_path, 'mmdet', '3.3.0', init=MMDET_33_ON_MMCV_22)
     r = _tool_on(tmp_path, *tool)
     assert r.returncode == 1 and 'Traceback' not in r.stderr, r.stderr[-3000:]
-    assert ('[normdet] error: mmcv 2.2.0 is installed; normdet needs mmcv>=2.0.0rc4,<2.2.0'
+    assert ('[normdet] error: mmcv 2.2.0 is installed; normdet needs mmcv>=2.1.0,<2.2.0'
             in r.stderr)
     assert 'bash tools/setup_env.sh' in r.stderr
 

@@ -24,7 +24,8 @@ from normdet.cli.args import parse_tool_args  # noqa: E402
 from normdet.cli.config import load_config  # noqa: E402
 from normdet.cli.evaluate import evaluate, print_result  # noqa: E402
 from normdet.cli.features import enable_tensorboard  # noqa: E402
-from normdet.cli.run import run_tool  # noqa: E402
+from normdet.cli.curves import write_curves  # noqa: E402
+from normdet.cli.run import is_main_process, run_tool  # noqa: E402
 from normdet.cli.workdir import check_work_dir, locked  # noqa: E402
 from normdet.openmmlab import build_runner  # noqa: E402
 from normdet.utils.errors import ConfigError  # noqa: E402
@@ -83,6 +84,10 @@ def main(argv=None):
         check_work_dir(cfg.work_dir, bool(cfg.get('resume')), args.overwrite)
         runner = build_runner(cfg)
         runner.train()
+        if is_main_process():
+            curves = write_curves(cfg.work_dir, title=osp.basename(args.config))
+            if curves:
+                print(f'[normdet] loss and LR curves: {curves}', flush=True)
         if args.no_eval:
             return
         if args.tensorboard:  # images from validation only, not from every test image

@@ -15,3 +15,7 @@ norm = 'BN'  # BN, SyncBN, GN, FRN, MABN, DNB, DNC or RBN (the table in normdet/
 # level; False shares them).
 norm_options = dict(placement='all', target_batch=32, scratch=True, per_level=True)
 randomness = dict(seed=0)
+# progress (normdet/openmmlab/engine/progress.py): a training line at least every 20 iterations
+# (default_hooks.logger.interval, lowered to 20) or every log_interval_s seconds, whichever comes
+# first; validation and testing lines with an ETA at the same rhythm
+log_interval_s = 30

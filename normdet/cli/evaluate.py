@@ -37,7 +37,8 @@ def evaluate(runner, checkpoint: str = None, train_world_size: int = None):
         return metrics, (None, None)
     report = build_report(runner.cfg, metrics, metric.details if metric else {},
                           checkpoint=checkpoint or find_last_checkpoint(runner.work_dir),
-                          data=runner.cfg.get('normdet_data'), train_world_size=train_world)
+                          data=runner.cfg.get('normdet_data'), train_world_size=train_world,
+                          trained=state.trained(runner) if state else {})
     return metrics, write_report(runner.work_dir, report)
 
 

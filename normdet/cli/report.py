@@ -83,8 +83,10 @@ def optimizer_text(o: dict) -> str:
 
 
 def build_report(cfg, metrics: dict, details: dict, *, checkpoint=None, data=None,
-                 train_world_size=None) -> dict:
-    """Collect what the report shows. ``metrics`` are the evaluator's (``coco/bbox_mAP``, ...)."""
+                 train_world_size=None, trained=None) -> dict:
+    """Collect what the report shows. ``metrics`` are the evaluator's (``coco/bbox_mAP``, ...);
+    ``trained``: what the weights went through (``NormDetStateHook.trained``: epochs, iterations,
+    wall time, last loss, commands), where the schedule is what the config plans."""
     per_gpu = cfg.train_dataloader.batch_size if cfg.get('train_dataloader') else None
     data = data or {}
     tasks = {}
@@ -100,7 +102,8 @@ def build_report(cfg, metrics: dict, details: dict, *, checkpoint=None, data=Non
         config=cfg.filename, model=describe_model(cfg.model), detector=detector_name(cfg.model),
         norm=cfg.get('norm', 'BN'),
         batch=dict(per_gpu=per_gpu, gpus=train_world_size, total=total),
-        schedule=describe_schedule(cfg), optimizer=describe_optimizer(cfg, total),
+        schedule=describe_schedule(cfg), trained=trained or {},
+        optimizer=describe_optimizer(cfg, total),
         seed=(cfg.get('randomness') or {}).get('seed'),
         checkpoint=checkpoint, date=time.strftime('%Y-%m-%d %H:%M:%S'),
         dataset=dict(data_root=data.get('root'), source=data.get('source'),
@@ -113,7 +116,24 @@ def _pct(v) -> str:
     return '-' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{100 * v:.1f}'
 
 
+def trained_text(t: dict) -> str:
+    """'1 epoch, 64 iterations in 4 min 10 s; last loss 2.1234' (what is known of it)."""
+    if not t or t.get('iters') is None:
+        return '-'
+    parts = []
+    if t.get('epochs') is not None:
+        parts.append(f"{t['epochs']} epoch{'' if t['epochs'] == 1 else 's'}")
+    text = ', '.join(parts + [f"{t['iters']} iterations"])
+    if t.get('wall_s') is not None:
+        m, sec = divmod(int(round(t['wall_s'])), 60)
+        text += f' in {m} min {sec} s' if m else f' in {sec} s'
+    if t.get('final_loss') is not None:
+        text += f"; last loss {t['final_loss']:.4f}"
+    return text
+
+
 def to_markdown(r: dict) -> str:
+    cmds = (r.get('trained') or {}).get('commands') or []
     b = r['batch']
     batch = (f"{b['per_gpu']} per GPU x {b['gpus']} GPU(s) = {b['total']}" if b['total']
              else f"{b['per_gpu']} per GPU")
@@ -121,7 +141,8 @@ def to_markdown(r: dict) -> str:
     lines = [f"# COCO evaluation: {osp.basename(r['config'] or 'model')}", '',
              '| | |', '|---|---|',
              f"| model | {r['model']} |", f"| norm | {r['norm']} |",
-             f"| training batch | {batch} |", f"| schedule | {schedule_text(r['schedule'])} |",
+             f"| training batch | {batch} |", f"| trained | {trained_text(r.get('trained'))} |",
+             f"| schedule (config) | {schedule_text(r['schedule'])} |",
              f"| optimizer | {optimizer_text(r['optimizer'])} |",
              f"| checkpoint | {r['checkpoint'] or '-'} |",
              f"| dataset | {ds['data_root']} ({ds['source']}), {ds['ann_file']}, "
@@ -129,7 +150,9 @@ def to_markdown(r: dict) -> str:
              f"| evaluation | {r['evaluation']['backend'] or '-'} |",
              f"| versions | {', '.join(f'{k} {v}' for k, v in r['versions'].items() if v)} |",
              f"| commit | {r['commit'] or '-'} |",
-             f"| config | {r['config']} |", f"| date | {r['date']} |", '',
+             f"| config | {r['config']} |", f"| date | {r['date']} |",
+             *[f"| command{f' {i}' if len(cmds) > 1 else ''} | `{c}` |"
+               for i, c in enumerate(cmds, 1)], '',
              '## Metrics (COCO, %, maxDets 100)', '',
              '| task | ' + ' | '.join(HEAD) + ' |', '|---' * (len(HEAD) + 1) + '|']
     for task, t in r['tasks'].items():

@@ -22,18 +22,21 @@ import sys
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-# what normdet runs on (tested: requirements/lock.txt); mmdet 3.3 itself asserts mmcv < 2.2
+# what normdet runs on: only what CI or a recorded run has tested (CI: requirements/lock.txt,
+# torch 2.14.1; the GPU run of docs/device/2026-11-22-h100-tests.txt: torch 2.11.0); mmdet 3.3
+# itself asserts mmcv < 2.2. Older releases are not claimed: mmdet 3.0/3.1 need mmcv < 2.1, and the
+# mini configs use AdamW(fused=True) on the CPU, which older torch lacks.
 SUPPORTED = {
-    'torch': '>=2.1',
-    'mmengine': '>=0.10.0,<1.0',
-    'mmcv': '>=2.0.0rc4,<2.2.0',
-    'mmdet': '>=3.0.0,<4.0',
+    'torch': '>=2.11,<2.15',
+    'mmengine': '>=0.10.7,<0.11',
+    'mmcv': '>=2.1.0,<2.2.0',
+    'mmdet': '>=3.3.0,<3.4',
 }
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 HOW_TO_INSTALL = (
     'Build the tested stack with  bash tools/setup_env.sh  (then use  bash tools/env.sh CMD), or '
     'install mmcv for your torch and CUDA yourself: a prebuilt wheel '
-    '(pip install "mmcv>=2.0.0rc4,<2.2.0" -f https://download.openmmlab.com/mmcv/dist/'
+    '(pip install "mmcv>=2.1.0,<2.2.0" -f https://download.openmmlab.com/mmcv/dist/'
     '<cu121>/<torch2.1>/index.html) or a source build; README.md, section "GPU cluster"')
 
 

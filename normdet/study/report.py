@@ -183,6 +183,7 @@ def plot(runs, rows, out_dir: str, task='bbox') -> list:
                     continue
                 ax.plot(*zip(*points), color=colours.get(r['norm']), alpha=0.7, lw=1,
                         ls='-' if r['status'] == 'done' else ':',
+                        marker='o' if len(points) < 20 else None, ms=3,  # a short run: its points
                         label=None if r['norm'] in labelled else r['norm'])
                 labelled.add(r['norm'])
             ax.set_xlabel('iteration')

@@ -25,6 +25,7 @@ import math
 import os.path as osp
 from collections import defaultdict
 
+from normdet.cli.curves import read_scalars
 from normdet.cli.report import JSON_NAME, describe_schedule, detector_name, schedule_text
 from normdet.utils.coco_metrics import TASKS
 from normdet.utils.config import walk
@@ -44,19 +45,6 @@ def read_json(path):
         raise DataError(f'{path} is not valid JSON ({e}): the run was interrupted while writing '
                         'it, or the file was edited; train the run again or remove the file'
                         ) from None
-
-
-def read_scalars(work_dir: str) -> list:
-    """Every row MMEngine logged for a run (a resumed run: all its log folders)."""
-    rows = []
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                try:
-                    rows.append(json.loads(line))  # older logs hold NaN, which json accepts
-                except json.JSONDecodeError:
-                    continue
-    return rows
 
 
 def finite(v) -> bool:
@@ -169,17 +157,24 @@ def read_run(work_dir: str):
 
 def collect(work_dirs) -> list:
     """Runs found in or directly under the given folders (a sweep folder holds one run per
-    sub-folder), skipped ones included."""
+    sub-folder), skipped ones included. A folder that holds runs is not itself a run without a
+    result (its sub-folders' logs made it look like one)."""
     runs, seen = [], set()
     for top in work_dirs:
-        for d in [top] + sorted(p for p in glob.glob(osp.join(top, '*')) if osp.isdir(p)):
+        found = []
+        for d in sorted(p for p in glob.glob(osp.join(top, '*')) if osp.isdir(p)):
             d = osp.abspath(d)
-            if d in seen:
-                continue
+            if d not in seen:
+                seen.add(d)
+                found.append(read_run(d))
+        found = [r for r in found if r is not None]
+        d, own = osp.abspath(top), []
+        if d not in seen:
             seen.add(d)
             run = read_run(d)
-            if run is not None:
-                runs.append(run)
+            if run is not None and not (found and run['status'] == 'skipped'):
+                own = [run]
+        runs += own + found
     return runs
 
 

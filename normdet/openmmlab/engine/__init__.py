@@ -5,9 +5,11 @@ from .hooks import NormDetCheckpointHook, NormDetDivergenceHook, NormDetStateHoo
 from .loops import NormDetEpochBasedTrainLoop
 from .optim import NormDetOptimWrapperConstructor, RBNOptimWrapperConstructor
 from .prepare import prepare_config
+from .progress import NormDetProgressLoggerHook
 from .runner import NormDetRunner, build_runner, to_memory_format
 
 __all__ = ['NormDetCheckpointHook', 'NormDetDivergenceHook', 'NormDetEpochBasedTrainLoop',
-           'NormDetOptimWrapperConstructor', 'NormDetRunner', 'NormDetStateHook',
+           'NormDetOptimWrapperConstructor', 'NormDetProgressLoggerHook', 'NormDetRunner',
+           'NormDetStateHook',
            'RBNOptimWrapperConstructor', 'build_runner', 'find_last_checkpoint', 'load_weights',
            'prepare_config', 'read_checkpoint', 'to_memory_format']

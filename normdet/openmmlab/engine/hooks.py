@@ -13,6 +13,9 @@
   kill, a full disk or a moved work dir.
 """
 import random
+import shlex
+import sys
+import time
 
 import numpy as np
 import torch
@@ -71,6 +74,33 @@ class NormDetStateHook(Hook):
         self._val_rng = self._gathered = self._ckpt_hook = None
         self._epoch_batches = 0  # batches of the current epoch trained
         self.val_metrics = self.val_iter = None  # the last validation, for tools/train.py
+        # what the weights went through: this process's training adds to the checkpoint's
+        self._wall0 = self._start = None
+        self._commands = []
+
+    def trained(self, runner) -> dict:
+        """What the current weights were trained with, for the report: epochs and iterations,
+        wall time (over every resumed part), the last logged loss, and the command lines that
+        trained them (``--cfg-options`` included); from this process's training, or else from
+        the loaded checkpoint (``{}`` when neither)."""
+        if self._start is not None:  # trained here
+            return dict(epochs=runner.epoch, iters=runner.iter, wall_s=self._wall(),
+                        final_loss=self._loss(runner), commands=self._commands)
+        loaded = self.loaded or {}
+        return {k: v for k, v in dict(
+            epochs=loaded.get('epoch'), iters=loaded.get('iter'), wall_s=loaded.get('wall_s'),
+            final_loss=loaded.get('final_loss'), commands=loaded.get('commands')).items()
+            if v is not None}
+
+    def _wall(self) -> float:
+        return round(self._wall0 + time.monotonic() - self._start, 1)
+
+    @staticmethod
+    def _loss(runner):
+        try:
+            return float(runner.message_hub.get_scalar('train/loss').current())
+        except (KeyError, AttributeError, TypeError, ValueError):
+            return None
 
     def _local(self, runner) -> dict:
         return dict(rng=rng_state(),
@@ -98,13 +128,17 @@ class NormDetStateHook(Hook):
         self._gathered = None
         entry = dict(rng=[s['rng'] for s in states], world_size=get_world_size(),
                      batch_per_gpu=runner.cfg.train_dataloader.batch_size,
-                     epoch_batches=self._epoch_batches)
+                     epoch_batches=self._epoch_batches, commands=self._commands,
+                     wall_s=self._wall() if self._start is not None else None,
+                     final_loss=self._loss(runner))
         if len(states) > 1:
             entry['rank_buffers'] = [s['buffers'] for s in states]
         checkpoint['normdet'] = entry
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        self.loaded = loaded = checkpoint.get('normdet') or {}
+        self.loaded = loaded = dict(checkpoint.get('normdet') or {})
+        meta = checkpoint.get('meta') or {}
+        loaded.update(epoch=meta.get('epoch'), iter=meta.get('iter'))
         if not runner._resume:
             return
         done = loaded.get('epoch_batches', 0)
@@ -125,6 +159,10 @@ class NormDetStateHook(Hook):
     def before_train(self, runner) -> None:
         # found once here, not on every iteration
         self._ckpt_hook = next((h for h in runner.hooks if isinstance(h, CheckpointHook)), None)
+        resumed = (self.loaded or {}) if runner._resume else {}
+        self._wall0, self._start = resumed.get('wall_s') or 0.0, time.monotonic()
+        self._commands = list(resumed.get('commands') or []) + [
+            shlex.join(['python', *sys.argv])]
         if not (runner._resume and 'rng' in (self.loaded or {})):
             return
         states = self.loaded['rng']

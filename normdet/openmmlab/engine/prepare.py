@@ -31,6 +31,7 @@ from ...norms import batch_free_norms, get_norm
 from ...utils.errors import ConfigError
 from .. import stack_fixes
 from ..models.convert import check_norm_types, convert_norm
+from .progress import use_progress_logger
 from .validate import check_norm_options, check_top_level, check_types
 
 
@@ -45,6 +46,7 @@ def prepare_config(cfg):
     convert_norm(cfg, cfg.get('norm', 'BN'), **cfg.get('norm_options', {}))
     stack_fixes.fix_config(cfg.model)
     stack_fixes.fix_logging(cfg)
+    use_progress_logger(cfg)
     check_norm_types(cfg.model)
     hooks = list(cfg.get('custom_hooks') or [])
     for name in ('NormDetStateHook', 'NormDetDivergenceHook'):

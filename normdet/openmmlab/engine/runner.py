@@ -14,6 +14,7 @@ study was trained in.
 """
 import contextlib
 import copy
+import logging
 import os.path as osp
 import sys
 
@@ -36,6 +37,11 @@ def to_memory_format(model, channels_last: bool):
     else in NCHW (in place: the parameters stay the same objects)."""
     return model.to(memory_format=torch.channels_last if channels_last else
                     torch.contiguous_format)
+
+
+def _not_the_config(record) -> bool:
+    """A logging filter: everything but MMEngine's 'Config:' dump."""
+    return not str(record.msg).startswith('Config:\n')
 
 
 @contextlib.contextmanager
@@ -72,6 +78,22 @@ class NormDetRunner(Runner):
 
     def dump_config(self) -> None:  # called by Runner.__init__
         self._dump_pending = True
+
+    def _log_env(self, env_cfg: dict) -> None:
+        """MMEngine's environment report; the full config (some 500 lines) goes to the log file
+        only, and the console says where it is."""
+        console = [h for h in self.logger.handlers if not isinstance(h, logging.FileHandler)]
+        for handler in console:
+            handler.addFilter(_not_the_config)
+        try:
+            super()._log_env(env_cfg)
+        finally:
+            for handler in console:
+                handler.removeFilter(_not_the_config)
+        if self.cfg._cfg_dict:
+            name = osp.basename(self.cfg.filename) if self.cfg.filename else 'a .py file'
+            self.logger.info(f'Config: written to the log file, and dumped to '
+                             f'{osp.join(self.work_dir, name)} when the run starts')
 
     def build_model(self, model):
         with building('model'):
@@ -186,7 +208,21 @@ class NormDetRunner(Runner):
         data = cfg['normdet_data']
         runner.logger.info(f"normdet: norm {cfg.get('norm', 'BN')}, data {data['root']} "
                            f"({data['source']}, {len(data['classes'])} classes)")
+        note = synthetic_note(cfg)
+        if note and runner.rank == 0:  # said on the console, not only logged
+            print(note, file=sys.stderr, flush=True)
         return runner
+
+
+def synthetic_note(cfg):
+    """The console line of a COCO config (not a mini one, made for the embedded benchmark) that
+    runs on the synthetic dataset because no data root was given; None otherwise."""
+    data = cfg.get('normdet_data') or {}
+    if data.get('source') != 'synthetic' or cfg.get('synthetic_data') not in (None, 'default'):
+        return None
+    return (f"[normdet] note: no data_root given, so this COCO config runs on the embedded "
+            f"synthetic dataset ({data['root']}); point it at COCO with --cfg-options "
+            "data_root=/path/to/coco/ (or export NORMDET_DATA_ROOT=/path/to/coco/)")
 
 
 def build_runner(cfg) -> Runner:
