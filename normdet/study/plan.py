@@ -12,6 +12,16 @@ RCNN_SEEDS = [0, 1]  # RetinaNet and Mask R-CNN cost 3x and 8x SSDLite an image 
 DEFAULT_EPOCHS = ['ssdlite=4', 'retinanet=2', 'mask_rcnn=1']  # the 3-hour budget
 LR_MULTS = (2, 4)  # the ssdlite_lr<mult>x parts
 
+# The papers' experiment (issue 31): 8 processes of 2 images, so that each batch-statistics norm
+# sees its own process's 2 images and the optimizer 16; SyncBN over the 8 is the large-batch
+# reference, BN per process the small-batch baseline. PAPERS_RECIPE: the --cfg-options of the
+# recipe chosen by the recipe screen (docs/study/recipe.md), the same for every norm; until it is
+# chosen these parts are optional (run only when --parts names them).
+PAPERS_NORMS = ['SyncBN', 'BN', 'GN', 'FRN', 'MABN', 'DNB', 'DNC', 'RBN']
+PAPERS_RECIPE = []
+PAPERS_EPOCHS = dict(ssdlite=12, retinanet=4, mask_rcnn=2)
+CURVE_NORMS = ['BN', 'SyncBN', 'GN', 'MABN', 'DNB']  # the small-batch curve's
+
 # the parts' names, as the claims name them
 DN_SC_NORMALIZED = 'dn_sc_normalized'
 SSDLITE = 'ssdlite'
@@ -70,6 +80,32 @@ def plans(epochs: dict) -> dict:
              what='Mask R-CNN-R18, every norm at 2 images per GPU'),
         Part(MASK_RCNN_BN16, 'mini/mask_rcnn', ['BN'], [16], mrc, seeds=RCNN_SEEDS,
              what='Mask R-CNN-R18, BN at 16 images per GPU (the large-batch reference)'),
+    ]
+    papers = dict(gpus=8, optional=True, options=PAPERS_RECIPE)
+    full += [
+        Part('papers_ssdlite', 'mini/ssdlite', PAPERS_NORMS, [2], PAPERS_EPOCHS['ssdlite'],
+             **papers, what="SSDLite, the papers' protocol: 8 processes of 2 images (the "
+                            'optimizer sees 16); SyncBN over the 8 is the large-batch reference'),
+        Part('papers_ssdlite_ref', 'mini/ssdlite', ['SyncBN'], [2], PAPERS_EPOCHS['ssdlite'],
+             seeds=[3, 4], **papers, what="the reference's seeds 3 and 4 (its spread over 5)"),
+        Part('papers_ssdlite_b', 'mini/ssdlite', PAPERS_NORMS, [2], PAPERS_EPOCHS['ssdlite'],
+             gpus=8, optional=True, options=PAPERS_RECIPE + ['synthetic_data=benchmark_b'],
+             what="papers_ssdlite on the benchmark's second variant (benchmark_b): a claim is "
+                  'reproduced only where it holds on both'),
+        Part('papers_retinanet', 'mini/retinanet', PAPERS_NORMS, [2],
+             PAPERS_EPOCHS['retinanet'], **papers,
+             what="RetinaNet-R18, the papers' protocol (8 processes of 2)"),
+        Part('papers_mask_rcnn', 'mini/mask_rcnn', PAPERS_NORMS, [2],
+             PAPERS_EPOCHS['mask_rcnn'], **papers,
+             what="Mask R-CNN-R18, the papers' protocol (8 processes of 2)"),
+        # the small-batch curve: AP against images per process at a total batch of 16 (1 process
+        # of 16 is the ssdlite part's batch 16 at the same recipe, 8 of 2 papers_ssdlite)
+        Part('curve_4x4', 'mini/ssdlite', CURVE_NORMS, [4], PAPERS_EPOCHS['ssdlite'],
+             gpus=4, optional=True, options=PAPERS_RECIPE,
+             what='the small-batch curve: 4 processes of 4 images'),
+        Part('curve_16x1', 'mini/ssdlite', ['SyncBN', 'GN'], [1], PAPERS_EPOCHS['ssdlite'],
+             gpus=16, optional=True, options=PAPERS_RECIPE,
+             what='the small-batch curve: 16 processes of 1 image (the norms that allow it)'),
     ]
     smoke = [Part('smoke', 'mini/ssdlite', ['BN', 'GN'], [2], 1, seeds=[0],
                   options=['synthetic_data=tiny'],
