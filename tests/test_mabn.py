@@ -13,9 +13,13 @@ class MABNReference:
     """The equations of ../shared/methods.md, with plain Python histories instead of ring
     buffers: var and mean_gz average the last `buffer_size` iterations' values."""
 
-    def __init__(self, C, buffer_size, warmup_iters, renorm_iters, r_max, momentum):
+    def __init__(self, C, buffer_size, warmup_iters, renorm_iters, r_max, momentum,
+                 moving_averages='both'):
         self.bs, self.warmup, self.renorm, self.r_max, self.m = (
             buffer_size, warmup_iters, renorm_iters, r_max, momentum)
+        # after warm-up, which statistics are moving averages (an ablation; 'both' is the paper)
+        self.fwd = moving_averages in ('both', 'forward')
+        self.bwd = moving_averages in ('both', 'backward')
         self.t, self.x2_hist, self.gz_hist = 0, [], []
         self.running_var = torch.ones(C, dtype=torch.float64)
 
@@ -25,7 +29,8 @@ class MABNReference:
         warm = self.t <= self.bs or self.t < self.warmup
         M = x.shape[0] * x.shape[2] * x.shape[3]
         self.x2_hist.append((x ** 2).sum(dim=(0, 2, 3)) / M)
-        var = self.x2_hist[-1] if warm else torch.stack(self.x2_hist[-self.bs:]).mean(0)
+        var = (self.x2_hist[-1] if warm or not self.fwd
+               else torch.stack(self.x2_hist[-self.bs:]).mean(0))
         if self.t <= max(self.renorm, self.warmup):
             r = torch.ones_like(var)
         else:
@@ -37,7 +42,8 @@ class MABNReference:
         y = c(w) * c(r) * z + c(b)
         g = dy * c(w) * c(r)
         self.gz_hist.append((g * z).sum(dim=(0, 2, 3)) / M)
-        mean_gz = self.gz_hist[-1] if warm else torch.stack(self.gz_hist[-self.bs:]).mean(0)
+        mean_gz = (self.gz_hist[-1] if warm or not self.bwd
+                   else torch.stack(self.gz_hist[-self.bs:]).mean(0))
         dx = (g - z * c(mean_gz)) / c(torch.sqrt(var + EPS))
         dw = (dy * c(r) * z).sum(dim=(0, 2, 3))
         db = dy.sum(dim=(0, 2, 3))
@@ -51,12 +57,12 @@ class MABNReference:
 CFG = dict(buffer_size=3, warmup_iters=2, renorm_iters=5, r_max=1.5, momentum=0.9)
 
 
-def make_pair(C=4):
-    layer = MABN(C, **CFG).double()
+def make_pair(C=4, **kwargs):
+    layer = MABN(C, **CFG, **kwargs).double()
     with torch.no_grad():
         layer.weight.uniform_(0.5, 1.5)
         layer.bias.uniform_(-0.5, 0.5)
-    return layer, MABNReference(C, **CFG)
+    return layer, MABNReference(C, **CFG, **kwargs)
 
 
 def batch(it, N=2, C=4):
@@ -89,6 +95,22 @@ def test_matches_reference_over_iterations(N):
     assert int(layer.iters) == 12
     x, _ = batch(99, N=N)
     torch.testing.assert_close(layer.eval()(x), ref.eval(x.detach(), w, b), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize('moving', ['forward', 'backward', 'none'])
+def test_one_moving_average_alone_matches_reference(moving):
+    """The ablation of MABN's two moving averages: after warm-up only the forward's (x^2), only
+    the backward's (g z), or neither is averaged over iterations; the rest is the paper's."""
+    layer, ref = make_pair(moving_averages=moving)
+    w, b = layer.weight.detach(), layer.bias.detach()
+    for it in range(12):
+        x, dy = batch(it)
+        got = step_layer(layer, x, dy)
+        want = ref.step(x.detach(), w, b, dy)
+        for g, wt, what in zip(got, want, ('y', 'dx', 'dweight', 'dbias')):
+            torch.testing.assert_close(g, wt, rtol=1e-10, atol=1e-10, msg=f'{what} at it {it}')
+    with pytest.raises(ValueError, match="moving_averages must be one of both, forward"):
+        MABN(4, moving_averages='fwd')
 
 
 def test_matches_reference_at_the_papers_defaults():
@@ -252,6 +274,26 @@ def test_cenconv_centres_each_filter():
     torch.testing.assert_close(out[0, :, 2:4, 2:4],
                                conv.bias.detach()[:, None, None].expand(5, 2, 2))
     assert torch.autograd.gradcheck(lambda x, w, b: conv(x), (x, conv.weight, conv.bias))
+
+
+@pytest.mark.parametrize('centre_depthwise', [True, False])
+def test_cenconv_depthwise(centre_depthwise):
+    """A depthwise CenConv: centred over its 3x3 taps (the equation as written: a constant input
+    then gives the bias alone), or left plain with centre_depthwise=False; grouped convs that are
+    not depthwise are centred either way, and folding keeps what the forward computes."""
+    from normdet.norms.fuse import plain_conv
+    conv = CenConv2d(4, 4, 3, padding=1, groups=4, centre_depthwise=centre_depthwise).double()
+    x = randn(2, 4, 6, 6)
+    w = conv.weight.detach()
+    w_used = w - w.mean(dim=(1, 2, 3), keepdim=True) if centre_depthwise else w
+    want = torch.nn.functional.conv2d(x, w_used, conv.bias, padding=1, groups=4)
+    torch.testing.assert_close(conv(x), want)
+    torch.testing.assert_close(plain_conv(conv)(x), want)
+    flat = conv(torch.ones(1, 4, 6, 6, dtype=torch.float64))[0, :, 2:4, 2:4]
+    bias = conv.bias.detach()[:, None, None].expand(4, 2, 2)
+    assert torch.allclose(flat, bias) == centre_depthwise
+    grouped = CenConv2d(4, 4, 3, groups=2, centre_depthwise=centre_depthwise)
+    assert grouped.centred
 
 
 def test_float32_layer_trains_on_float64_input():

@@ -36,6 +36,9 @@ reuses its iteration's statistics and advances nothing: one training step is one
 Non-finite statistics (a diverged model) leave the buffers and running_var unchanged and flag the
 layer for the training loop's once-per-iteration check; nothing synchronises with the host.
 
+``moving_averages`` ('both', the paper's) can keep one of the two moving averages alone, or
+neither, after warm-up: an ablation, to tell which one a run's behaviour after warm-up comes from.
+
 ``sync_stats=True`` reduces both moving-average inputs over all processes: x2_t in the forward and
 gz_t in the backward (so every process holds the same ring buffers and running_var); the default,
 False, keeps them per GPU as the paper did (its point is that moving averages over iterations make
@@ -49,6 +52,11 @@ from ._checks import check_input, flag_nonfinite, upcast
 from ._dist import all_reduce_mean_no_grad, batch_mean_no_grad
 
 DIMS = (0, 2, 3)
+# moving_averages -> (forward uses the moving average of x^2, backward that of g z) after
+# warm-up: the paper's 'both', or one of them alone (an ablation: which one a run's behaviour
+# after warm-up comes from), or 'none' (batch statistics throughout, with r = 1 until renorm)
+MOVING = {'both': (True, True), 'forward': (True, False), 'backward': (False, True),
+          'none': (False, False)}
 
 
 def in_backward() -> bool:
@@ -106,15 +114,18 @@ class MABN(nn.Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.98,
                  warmup_iters: int = 100, buffer_size: int = 16, renorm_iters: int = 1000,
-                 r_max: float = 5.0, sync_stats: bool = False):
+                 r_max: float = 5.0, sync_stats: bool = False, moving_averages: str = 'both'):
         super().__init__()
+        if moving_averages not in MOVING:
+            raise ValueError(f'MABN moving_averages must be one of {", ".join(MOVING)}, got '
+                             f'{moving_averages!r}')
         if buffer_size < 1:
             raise ValueError(f'MABN buffer_size must be >= 1, got {buffer_size}; use target batch '
                              '/ per-GPU batch (32 / 2 = 16 in the paper)')
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.warmup_iters, self.buffer_size = warmup_iters, buffer_size
         self.renorm_iters, self.r_max = renorm_iters, r_max
-        self.sync_stats = sync_stats
+        self.sync_stats, self.moving_averages = sync_stats, moving_averages
         self.weight = nn.Parameter(torch.ones(num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.register_buffer('running_var', torch.ones(num_features))
@@ -143,7 +154,8 @@ class MABN(nn.Module):
         x2 = batch_mean_no_grad(nu2, hw, self.sync_stats)
         ok = flag_nonfinite(self, x2)
         assign_if(ok, self.x2_buffer[slot], x2)  # unchanged where non-finite
-        var = x2 if warm else self.x2_buffer.mean(dim=0)
+        moving = MOVING[self.moving_averages]
+        var = x2 if warm or not moving[0] else self.x2_buffer.mean(dim=0)
         std = torch.sqrt(var + self.eps)
         rv = self.running_var
         if t <= max(self.renorm_iters, self.warmup_iters):
@@ -153,7 +165,7 @@ class MABN(nn.Module):
             rs = r.div_(std)
         assign_if(ok, rv, rv.lerp(as_dtype(var, rv.dtype), 1 - self.momentum))
         self.iters.fill_(t)
-        return var, std, rs, slot, warm
+        return var, std, rs, slot, warm or not moving[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
@@ -170,14 +182,39 @@ class MABN(nn.Module):
         return (f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, '
                 f'warmup_iters={self.warmup_iters}, buffer_size={self.buffer_size}, '
                 f'renorm_iters={self.renorm_iters}, r_max={self.r_max}, '
-                f'sync_stats={self.sync_stats}')
+                f'sync_stats={self.sync_stats}'
+                + (f', moving_averages={self.moving_averages!r}'
+                   if self.moving_averages != 'both' else ''))
 
 
 class CenConv2d(nn.Conv2d):
     """Weight-centralised convolution (MABN paper): each output channel's filter has its mean over
     (in_channels, kh, kw) subtracted before the convolution, W <- W - mean(W). The stored weight is
-    left as is; the centring is part of the forward (and so of the gradient)."""
+    left as is; the centring is part of the forward (and so of the gradient).
+
+    A depthwise filter (one input channel per group) centred over its kh x kw taps sums to zero: it
+    passes no local average at all. The official code has no depthwise model; with
+    ``centre_depthwise=False`` such convolutions stay plain (an ablation for MobileNetV2, whose
+    SSDLite has 26 depthwise convs of 63); the default, True, centres every filter as the equation
+    reads."""
+
+    def __init__(self, *args, centre_depthwise: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.centre_depthwise = centre_depthwise
+
+    @property
+    def centred(self) -> bool:
+        """Whether this conv centres its filters (all but depthwise ones without
+        ``centre_depthwise``)."""
+        depthwise = self.groups > 1 and self.groups == self.in_channels
+        return self.centre_depthwise or not depthwise
+
+    def centred_weight(self) -> torch.Tensor:
+        w = self.weight
+        return w - w.mean(dim=(1, 2, 3), keepdim=True) if self.centred else w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight - self.weight.mean(dim=(1, 2, 3), keepdim=True)
-        return self._conv_forward(x, w, self.bias)
+        return self._conv_forward(x, self.centred_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ('' if self.centre_depthwise else ', centre_depthwise=False')

@@ -53,9 +53,7 @@ def _foldable(norm) -> bool:
 @torch.no_grad()
 def plain_conv(conv: nn.Conv2d, scale=None, shift=None) -> nn.Conv2d:
     """A plain Conv2d computing ``scale * conv(x) + shift`` (CenConv2d's centring included)."""
-    w = conv.weight
-    if isinstance(conv, CenConv2d):
-        w = w - w.mean(dim=(1, 2, 3), keepdim=True)
+    w = conv.centred_weight() if isinstance(conv, CenConv2d) else conv.weight
     b = conv.bias if conv.bias is not None else torch.zeros_like(w[:, 0, 0, 0])
     if scale is not None:
         w, b = w * scale.view(-1, 1, 1, 1), b * scale + shift
