@@ -155,7 +155,7 @@ def test_report_files(coco, tmp_path):
     assert saved['schedule'] == dict(by='epoch', max_epochs=24, dataset_repeats=None)
     assert saved['optimizer'] == dict(type='SGD', lr=0.02, auto_scale_lr=True,
                                       base_batch_size=16, lr_used=0.02)
-    assert '| schedule | 24 epochs |' in md and '| optimizer | SGD, lr 0.02 for batch 16 |' in md
+    assert '| schedule (config) | 24 epochs |' in md and '| optimizer | SGD, lr 0.02 for batch 16 |' in md
     assert saved['evaluation']['backend'] == metric.backend
     assert f'| evaluation | {metric.backend} |' in md
     assert saved['versions']['mmcv'] == mmcv.__version__ and saved['versions']['normdet']

@@ -2,7 +2,8 @@
 with weights_only=True (and malicious ones still do not), checkpoints are written atomically, and
 SSDLite can predict, the JSON logs are strict JSON, RoI features are right in channels_last and
 torchvision's RoIAlign matches mmcv's, and pretty_text is memoised. ``import normdet`` alone
-changes nothing of the stack; ``apply()`` does."""
+changes nothing of the stack; importing the glue (a config's custom_imports) allows mmengine's
+checkpoints (fix 1) and nothing else; ``apply()`` does the rest."""
 import json
 import os
 import subprocess
@@ -37,9 +38,8 @@ MAKE_CHECKPOINT = textwrap.dedent('''
 
 LOAD = textwrap.dedent('''
     import sys, torch
-    import normdet.openmmlab  # registers, patches nothing
-    if sys.argv[2] == 'normdet':
-        normdet.openmmlab.stack_fixes.apply()
+    if sys.argv[2] == 'glue':
+        import normdet.openmmlab  # as a config's custom_imports does: allows mmengine's types
     from mmengine.runner import CheckpointLoader
     ck = CheckpointLoader.load_checkpoint(sys.argv[1], map_location='cpu')  # torch.load default
     print(ck['message_hub']['log_scalars']['train/loss'].mean(), int(ck['meta']['seed']))
@@ -56,7 +56,7 @@ def test_mmengine_checkpoint_loads_with_weights_only(tmp_path):
     assert python(MAKE_CHECKPOINT, path).returncode == 0
     plain = python(LOAD, path, 'plain')  # the bug: stock stack cannot read its own checkpoint
     assert plain.returncode != 0 and 'Weights only load failed' in plain.stderr
-    fixed = python(LOAD, path, 'normdet')  # after stack_fixes.apply()
+    fixed = python(LOAD, path, 'glue')  # after importing normdet.openmmlab
     assert fixed.returncode == 0, fixed.stderr
     assert fixed.stdout.strip().splitlines()[-1].split() == ['2.0', '7']
 
@@ -90,9 +90,10 @@ def test_malicious_checkpoints_still_rejected(tmp_path):
             torch.load(tmp_path / 'getattr.pth')
 
 
-def test_import_changes_nothing_of_the_stack():
+def test_import_changes_nothing_of_the_stack_but_the_checkpoint_allow_list():
     """`import normdet` registers nothing, and importing the glue new names only: mmdet's
-    SSDHead, mmcv's SyncBN and mmengine's LocalBackend.put stay the stack's own."""
+    SSDHead, mmcv's SyncBN and mmengine's LocalBackend.put stay the stack's own; torch's
+    weights_only allow-list gains mmengine's checkpoint types (fix 1), nothing else."""
     code = textwrap.dedent('''
         import mmcv.cnn, mmengine.fileio.backends.local_backend as lb, torch
         from mmdet.models.dense_heads import SSDHead
@@ -101,12 +102,15 @@ def test_import_changes_nothing_of_the_stack():
         safe = set(map(str, torch.serialization.get_safe_globals()))
         import normdet
         assert MODELS.get('NormDetSyncBN') is None
+        assert set(map(str, torch.serialization.get_safe_globals())) == safe
         import normdet.openmmlab
         assert MODELS.get('SSDHead') is SSDHead, MODELS.get('SSDHead')
         assert MODELS.get('SyncBN') is sync and sync is not normdet.SyncBatchNorm
         assert MODELS.get('NormDetSyncBN') is normdet.SyncBatchNorm
         assert lb.LocalBackend.put is put
-        assert set(map(str, torch.serialization.get_safe_globals())) == safe
+        added = set(map(str, torch.serialization.get_safe_globals())) - safe
+        fix1 = set(map(str, normdet.openmmlab.stack_fixes.MMENGINE_CHECKPOINT_GLOBALS))
+        assert added == fix1 and fix1, (added, fix1)
         normdet.openmmlab.stack_fixes.apply()
         assert lb.LocalBackend.put is not put
         print('ok')

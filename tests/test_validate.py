@@ -138,3 +138,28 @@ def test_the_tool_says_it_in_one_line(option, message, tmp_path):
     assert r.returncode == 1 and 'Traceback' not in r.stderr, r.stderr[-3000:]
     assert '[normdet] error:' in r.stderr and message in r.stderr, r.stderr[-3000:]
     assert not (tmp_path / 'last_checkpoint').exists()
+
+
+def test_conv_args_reach_the_norms_conv_and_are_checked(synthetic_data):
+    """norm_options.conv_args: the arguments of the convolution a norm comes with (MABN's
+    CenConv), checked like layer_args; centre_depthwise=False leaves SSDLite's depthwise convs
+    plain and centres the others."""
+    from mmdet.registry import MODELS
+    from normdet.layers import CenConv2d
+    cfg = _mini('ssdlite_mabn')
+    cfg.norm_options = dict(cfg.get('norm_options') or {}, conv_args=dict(centre_depthwse=False))
+    with pytest.raises(ConfigError, match='conv_args.centre_depthwse: .*did you mean '
+                                          'centre_depthwise'):
+        validate.check_norm_options(cfg)
+    gn = _mini('ssdlite_gn')
+    gn.norm_options = dict(gn.get('norm_options') or {}, conv_args=dict(centre_depthwise=False))
+    with pytest.raises(ConfigError, match='the GN norm comes with no convolution'):
+        validate.check_norm_options(gn)
+    cfg.norm_options.conv_args = dict(centre_depthwise=False)
+    prepare_config(cfg)
+    model = MODELS.build(cfg.model)
+    convs = [m for m in model.modules() if isinstance(m, CenConv2d)]
+    depthwise = [m for m in convs if m.groups > 1 and m.groups == m.in_channels]
+    assert len(depthwise) == 26 and len(convs) == 63  # SSDLite-mini's
+    assert not any(m.centred for m in depthwise)
+    assert all(m.centred for m in convs if m not in depthwise)

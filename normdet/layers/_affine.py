@@ -24,6 +24,12 @@ channels_last) and as a few PyTorch ops elsewhere (:class:`TorchOps`); both comp
 (float64 for float64 inputs) and return the input's dtype. ``NORMDET_KERNELS=torch`` forces the
 PyTorch path everywhere (the reference the kernels are tested against), ``=triton`` forces the
 kernels (the tests run them on the CPU under ``TRITON_INTERPRET=1``).
+
+Exporters (``torch.export``, which ``torch.onnx.export`` runs, and the TorchScript tracer of the
+legacy ONNX exporter) get the layers' formulas in plain PyTorch ops instead (``exporting()``): on
+CUDA the Functions run the Triton kernels, which need real GPU memory, not the exporter's fake
+tensors, and a graph of plain ops holds nothing of autograd or of normdet (traced through on the
+CPU, the Functions export to the same numbers too).
 """
 import functools
 import os
@@ -43,6 +49,13 @@ def _triton_ops():
 
 
 KERNELS = ('auto', 'torch', 'triton')
+
+
+def exporting() -> bool:
+    """Whether the forward is being traced for export (``torch.export``, and so
+    ``torch.onnx.export``; ``torch.jit.trace``, the legacy ONNX exporter's): the layers then run
+    their plain-PyTorch formula, not their autograd Functions and kernels."""
+    return torch.compiler.is_exporting() or torch.jit.is_tracing()
 
 
 def backend(x: torch.Tensor):

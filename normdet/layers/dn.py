@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._affine import as_dtype, backend
+from ._affine import as_dtype, backend, exporting
 from ._checks import check_batch_stats, check_input, flag_nonfinite, upcast
 from ._dist import (all_reduce_sum, batch_moments, sync_world_size, unbias,
                     update_running_stats)
@@ -253,12 +253,25 @@ class _DynamicNorm(nn.Module):
         a, b = self.coefficients(mu, var, s)
         return a[0], b[0]
 
+    def _eval_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """DN-B in eval in plain PyTorch ops (the module docstring's formula with the running
+        statistics), for exporters; the Function computes the same in two fused passes."""
+        x32 = upcast(x)
+        m = x32.mean(dim=(2, 3))
+        v = (x32 - m[:, :, None, None]).square().mean(dim=(2, 3))
+        mu, var = self.running_mean.to(m.dtype), self.running_var.to(m.dtype)
+        s, _ = self._sc_forward(m, v, mu, var, torch.rsqrt(var + self.eps), None)
+        a, b = self.coefficients(mu, var, s)
+        return (x32 * a[:, :, None, None] + b[:, :, None, None]).to(x.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
         check_batch_stats(self, x, sync_world_size(self.sync_stats))
         if not self.training and not self.per_sample:  # DN-C in eval: a fixed affine
             a, b = self.eval_affine()
             return torch.addcmul(b.view(1, -1, 1, 1), upcast(x), a.view(1, -1, 1, 1)).to(x.dtype)
+        if not self.training and exporting():
+            return self._eval_plain(x)
         sc = self.sc
         with torch.autocast(x.device.type, enabled=False):  # float32 inside, x's dtype out
             return _DNFunction.apply(x, self.weight, self.bias, sc[0].weight, sc[0].bias,

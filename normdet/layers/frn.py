@@ -26,8 +26,8 @@ Choices the paper leaves open, made here:
 import torch
 from torch import nn
 
-from ._affine import as_dtype, backend, compute_dtype
-from ._checks import check_input, flag_nonfinite
+from ._affine import as_dtype, backend, compute_dtype, exporting
+from ._checks import check_input, flag_nonfinite, upcast
 
 LEARNABLE_EPS = (False, True, 'auto')
 
@@ -114,8 +114,22 @@ class FRN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
         on = self._eps_on(x.shape[2] * x.shape[3])
+        if exporting():
+            return self._plain(x, on)
         return _FRNFunction.apply(x, self.weight, self.bias, self.tau, self.eps_l, self.eps, on,
                                   self)
+
+    def _plain(self, x: torch.Tensor, on: float) -> torch.Tensor:
+        """The layer in plain PyTorch ops (the module docstring's formula), for exporters; the
+        Function computes the same in two fused passes."""
+        x32 = upcast(x)
+        eps = self.eps + (self.eps_l.abs() * on if self.eps_l is not None else 0.0)
+        nu2 = x32.square().mean(dim=(2, 3), keepdim=True)
+        y = x32 * torch.rsqrt(nu2 + eps) * self.weight.view(1, -1, 1, 1) + self.bias.view(
+            1, -1, 1, 1)
+        if self.tau is not None:
+            y = torch.maximum(y, self.tau.view(1, -1, 1, 1))
+        return y.to(x.dtype)
 
     def extra_repr(self) -> str:
         return (f'{self.num_features}, eps={self.eps}, tlu={self.tau is not None}, '

@@ -12,7 +12,9 @@ swap theirs:
 import torch
 from torch import nn
 
+from .pretrained import BN_TENSORS, map_bn_tensors
 from .table import BN_MOMENTUM, NormContext, get_norm
+
 
 def _is_bn2d(module: nn.Module) -> bool:
     """A 2d batch norm of torch (BatchNorm2d, SyncBatchNorm, normdet's SyncBatchNorm) or a frozen
@@ -42,19 +44,11 @@ def _convert_bn(bn: nn.Module, spec, ctx: NormContext, kwargs: dict, name: str) 
     new = spec.build(channels, ctx, **args)
     if ref is not None:
         new = new.to(device=ref.device, dtype=ref.dtype)
-    # affine: weight (RBN names it scale) and bias; statistics where the target keeps them
-    weight = 'weight' if isinstance(getattr(new, 'weight', None), torch.Tensor) else 'scale'
-    state = {}
-    for src, dst in (('weight', weight), ('bias', 'bias'), ('running_mean', 'running_mean'),
-                     ('running_var', 'running_var'),
-                     ('num_batches_tracked', 'num_batches_tracked')):
-        value, target = getattr(bn, src, None), getattr(new, dst, None)
-        if isinstance(value, torch.Tensor) and isinstance(target, torch.Tensor) \
-                and value.shape == target.shape:
-            state[dst] = value.detach()
-    if not hasattr(new, 'running_mean') and 'running_var' in state and bn.running_mean is not None:
-        # MABN normalises by the second moment, E[x^2] = var + mean^2
-        state['running_var'] = bn.running_var + bn.running_mean.square()
+    # what carries over, as a BN checkpoint loads into this norm (normdet.norms.pretrained)
+    tensors = {k: getattr(bn, k, None) for k in BN_TENSORS}
+    tensors, _, _ = map_bn_tensors(new, {k: v.detach() for k, v in tensors.items()
+                                         if isinstance(v, torch.Tensor)})
+    state = {k: v for k, v in tensors.items() if v.shape == getattr(new, k).shape}
     with torch.no_grad():
         for name, value in state.items():
             getattr(new, name).copy_(value)

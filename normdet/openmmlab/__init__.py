@@ -6,8 +6,10 @@ scope (mmdet's included) and mmcv's builders find them. A config does it explici
     custom_imports = dict(imports=['normdet.openmmlab'], allow_failed_imports=False)
 
 (``configs/_base_/normdet_runtime.py``; the dumped config of every run keeps it), as an
-MMDetection plugin project does; ``import normdet`` alone registers nothing. Laid out as
-MMDetection is:
+MMDetection plugin project does; ``import normdet`` alone registers nothing. The import also lets
+torch.load read mmengine's checkpoints (``stack_fixes.allow_mmengine_checkpoints``: mmdet's
+``init_detector`` and ``DetInferencer`` load normdet's checkpoints; it changes nothing else of
+the stack). Laid out as MMDetection is:
 
 - ``models``: the layers' registration, the config rewrite of the norms (``convert_norm``), the
   FRN+TLU detector variants, per-level norms of shared heads, RBN's input normalisation;
@@ -22,6 +24,8 @@ MMDetection is:
 from . import datasets, engine, evaluation, models, stack_fixes  # noqa: F401  (registers)
 from .engine import NormDetRunner, build_runner, prepare_config
 from .models import check_norm_types, convert_norm
+
+stack_fixes.allow_mmengine_checkpoints()  # fix 1 only: see stack_fixes' docstring
 
 
 def register_all_modules(init_default_scope: bool = True) -> None:

@@ -1,6 +1,17 @@
-"""Fixes for what mmdet 3.3.0 + mmengine 0.10.7 break under torch >= 2.6. Nothing here runs on
-import: ``apply()`` installs the process-wide ones, and ``NormDetRunner`` and the tools
-call it (idempotent; each fix is guarded by the versions it is known for).
+"""Fixes for what mmdet 3.3.0 + mmengine 0.10.7 break under torch >= 2.6. ``apply()`` installs the
+process-wide ones, and ``NormDetRunner`` and the tools call it (idempotent; each fix is guarded by
+the versions it is known for).
+
+Importing the glue (``normdet.openmmlab``, which every normdet config's ``custom_imports`` and
+every dumped config does) installs fix 1 alone (``allow_mmengine_checkpoints``), so that mmdet's
+own ``init_detector``, ``DetInferencer`` and ``Runner.load_checkpoint`` read normdet's
+checkpoints: they load inside mmdet and mmengine, where a config's ``custom_imports`` is
+normdet's only hook. That is safe on import: it only adds to torch's ``weights_only``
+allow-list the exact types mmengine writes into its checkpoints (a checkpoint still cannot run
+code: tests/test_stack_fixes.py), so no load that worked before changes, and mmengine's own
+checkpoints stop failing. Fixes 2 and 6 replace mmengine methods (how files are written, how a
+config is formatted) that matter to training runs only: they wait for ``apply()``, which
+``NormDetRunner`` calls, rather than change other code of the process on an import.
 
 1. Checkpoints: torch.load defaults to ``weights_only=True`` (torch >= 2.6), which rejects the
    numpy arrays and scalars and mmengine ``HistoryBuffer`` objects in an mmengine checkpoint's
@@ -101,11 +112,26 @@ class NormDetSSDHead(SSDHead):
 
 @MODELS.register_module()
 class NormDetSingleRoIExtractor(SingleRoIExtractor):
-    """mmdet's SingleRoIExtractor whose RoI ops get NCHW features (fix 5); a no-op for NCHW."""
+    """mmdet's SingleRoIExtractor whose RoI ops get NCHW features (fix 5); a no-op for NCHW.
+    Under ``torch.export`` (tools/deploy.py --onnx) it runs every level's RoI op on every RoI
+    and keeps each RoI's own level: the same features without mmdet's per-level indexing, whose
+    data-dependent shapes the exporter cannot trace."""
 
     def forward(self, feats, rois, roi_scale_factor=None):
         feats = tuple(f.contiguous() for f in feats)
+        if torch.compiler.is_exporting() and len(feats) > 1:
+            return self._every_level(feats, rois.type_as(feats[0]), roi_scale_factor)
         return super().forward(feats, rois, roi_scale_factor)
+
+    def _every_level(self, feats, rois, roi_scale_factor):
+        levels = self.map_roi_levels(rois, len(feats))
+        if roi_scale_factor is not None:
+            rois = self.roi_rescale(rois, roi_scale_factor)
+        out = 0
+        for i, feat in enumerate(feats):
+            out = out + self.roi_layers[i](feat, rois) * (levels == i).to(feat.dtype).view(
+                -1, 1, 1, 1)
+        return out
 
 
 @VISBACKENDS.register_module()
@@ -138,10 +164,15 @@ MMENGINE_PRETTY_TEXT_UNCACHED = _version(mmengine) <= digit_version('0.10.7')
 MMCV_ROI_OPS_NCHW_ONLY = _version(mmcv) <= digit_version('2.1.0')
 
 
-def apply() -> None:
-    """Install the process-wide fixes (1, 2 and 6) where the installed versions need them."""
+def allow_mmengine_checkpoints() -> None:
+    """Fix 1: torch.load(weights_only=True) reads mmengine's checkpoints (run on import)."""
     if TORCH_LOADS_WEIGHTS_ONLY:
         torch.serialization.add_safe_globals(MMENGINE_CHECKPOINT_GLOBALS)
+
+
+def apply() -> None:
+    """Install the process-wide fixes (1, 2 and 6) where the installed versions need them."""
+    allow_mmengine_checkpoints()
     if MMENGINE_PUT_NOT_ATOMIC:
         LocalBackend.put = _atomic_put
         LocalBackend.put_text = _atomic_put_text

@@ -6,6 +6,10 @@ class ConfigError(ValueError):
     """A config names something that does not exist (an unknown norm, a bad option)."""
 
 
+class ExportError(ConfigError):
+    """A model that does not export (to ONNX), or whose export computes something else."""
+
+
 class DataError(ValueError):
     """A dataset is broken: an annotation file that is not COCO JSON, inconsistent classes."""
 

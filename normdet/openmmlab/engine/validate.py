@@ -124,6 +124,17 @@ def check_norm_options(cfg) -> None:
             _warn(f'norm_options.{key}={options[key]!r} has no effect with norm {spec.name}'
                   + (' (SyncBN always reduces over all processes)' if spec.sync == 'always'
                      else ''))
+    conv_args = options.get('conv_args') or {}
+    if conv_args and not spec.conv:
+        raise ConfigError(f'norm_options.conv_args: the {spec.name} norm comes with no convolution '
+                          'of its own (only MABN does: CenConv); drop conv_args')
+    if conv_args:
+        conv = inspect.signature(_companion_conv(spec.conv).__init__).parameters
+        own = [p for p in conv if conv[p].kind is conv[p].KEYWORD_ONLY]
+        for key in conv_args:
+            if key not in own:
+                raise ConfigError(f'norm_options.conv_args.{key}: {spec.conv} takes no argument '
+                                  f'{key!r}{_meant(key, own)}; it takes {", ".join(own)}')
     layer_args = options.get('layer_args') or {}
     params = inspect.signature(spec.layer_class.__init__).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
@@ -134,6 +145,11 @@ def check_norm_options(cfg) -> None:
             raise ConfigError(f'norm_options.layer_args.{key}: the {spec.name} layer '
                               f'({spec.layer_class.__name__}) takes no argument {key!r}'
                               f'{_meant(key, accepted)}; it takes {", ".join(accepted)}')
+
+
+def _companion_conv(name: str):
+    from mmengine.registry import MODELS
+    return MODELS.get(name)
 
 
 def _names(registry) -> set:
@@ -183,7 +199,9 @@ def _model_parts(model: dict) -> None:
     names = None
     for node, path in walk(model):
         kind = node.get('type')
-        if not isinstance(kind, str) or path.rsplit('.', 1)[-1] in BUILT_BY_PARENT:
+        # inside a part a parent builds (an init_cfg list's entries too: init_cfg[0])
+        if not isinstance(kind, str) or any(part.split('[')[0] in BUILT_BY_PARENT
+                                            for part in path.split('.')):
             continue
         for registry in (MODELS, TASK_UTILS):
             if registry.get(kind) is not None:

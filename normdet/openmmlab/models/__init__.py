@@ -12,13 +12,16 @@ class's ``_abbr_`` (frn, mabn, dnb, dnc, bn).
 - ``convert``: the rewrite of a config's norms (``convert_norm``);
 - ``norm_act``: the ``NormAct<Detector>`` variants (FRN+TLU carries its activation);
 - ``heads``: per-level norms in heads shared across pyramid levels (``NormDetRetinaHead``);
-- ``preprocessor``: RBN's online input normalisation (``RBNDetDataPreprocessor``).
+- ``preprocessor``: RBN's online input normalisation (``RBNDetDataPreprocessor``);
+- ``pretrained``: a BN-pretrained ``Pretrained`` init into any norm (``NormDetPretrained``);
+- ``folded``: a detector with its norms folded into its convolutions (``NormDetFolded``, the
+  model type of the configs tools/deploy.py writes).
 """
 from mmengine.registry import MODELS
 
 from ...layers import CenConv2d
 from ...norms import NORMS
-from . import heads, norm_act, preprocessor  # noqa: F401  (register their classes)
+from . import folded, heads, norm_act, preprocessor, pretrained  # noqa: F401  (registers)
 from .convert import check_norm_types, convert_norm
 
 

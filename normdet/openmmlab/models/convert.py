@@ -24,12 +24,16 @@ companions:
 (their convolutions then get biases), for every norm, BN included: the backbone-only placement.
 ``scratch=True`` (training from scratch, as all normdet configs do): ``norm_eval=False``,
 ``frozen_stages=-1``, ``zero_init_residual=False`` and no ``Pretrained`` init_cfg, for every norm.
+``scratch=False`` keeps a component's ``init_cfg=dict(type='Pretrained', checkpoint=...,
+[prefix=...], [strict=False])`` and makes it load a BN-pretrained checkpoint into every norm
+(``NormDetPretrained`` before it: ``normdet.openmmlab.models.pretrained``, docs/pretrained.md).
 
 A model built without configs is converted after it is built, in plain PyTorch, by
 ``normdet.convert_module`` (``normdet/norms/convert.py``).
 """
 import functools
 import inspect
+import sys
 
 from mmdet.registry import MODELS
 
@@ -41,6 +45,7 @@ BN_TYPES = ('BN', 'BN2d', 'SyncBN', 'NaiveSyncBN', 'NormDetSyncBN')
 # heads that run one set of convolutions on every pyramid level -> their per-level-norm variant
 SHARED_HEADS = {'RetinaHead': 'NormDetRetinaHead'}
 PLACEMENTS = ('all', 'backbone')
+PRETRAINED_ARGS = ('checkpoint', 'prefix', 'map_location')  # MMEngine's PretrainedInit
 
 
 @functools.cache
@@ -83,19 +88,52 @@ def _scratch(component: dict) -> None:
     init = component.get('init_cfg')
     if isinstance(init, dict) and init.get('type') == 'Pretrained':
         component['init_cfg'] = None
+    elif isinstance(init, list) and any(_is_pretrained(i) for i in init):
+        component['init_cfg'] = [i for i in init if not _is_pretrained(i)] or None
+
+
+def _is_pretrained(init) -> bool:
+    return isinstance(init, dict) and init.get('type') in ('Pretrained', 'NormDetPretrained')
+
+
+def _pretrained(component: dict, path: str) -> None:
+    """A ``Pretrained`` init_cfg of the component loads BN's tensors into its norms: the same
+    init, with ``NormDetPretrained`` (taking its ``strict``) before it
+    (``normdet.openmmlab.models.pretrained``)."""
+    init = component.get('init_cfg')
+    inits = init if isinstance(init, list) else [init]
+    if not any(isinstance(i, dict) and i.get('type') == 'Pretrained' for i in inits) \
+            or any(isinstance(i, dict) and i.get('type') == 'NormDetPretrained' for i in inits):
+        return  # no pretrained start, or prepared already
+    new = []
+    for i in inits:
+        if not (isinstance(i, dict) and i.get('type') == 'Pretrained'):
+            new.append(i)
+            continue
+        # --cfg-options init_cfg.type=Pretrained over another init (SSDLite's TruncNormal)
+        # leaves that init's arguments, which MMEngine's Pretrained does not take
+        left = sorted(set(i) - {'type', 'strict', *PRETRAINED_ARGS})
+        if left:
+            print(f"[normdet] warning: {path}.init_cfg: a Pretrained init takes "
+                  f"{', '.join(PRETRAINED_ARGS)} and strict; {', '.join(left)} (left from the "
+                  'init it replaces) dropped', file=sys.stderr, flush=True)
+        new += [dict(type='NormDetPretrained', strict=i.get('strict', True)),
+                dict(type='Pretrained', **{k: i[k] for k in PRETRAINED_ARGS if k in i})]
+    component['init_cfg'] = new
 
 
 def convert_norm(cfg, norm: str, *, batch_per_gpu: int = None, target_batch: int = 32,
                  num_groups: int = 32, scratch: bool = True, input_bn: bool = True,
                  sync_stats: bool = False, placement: str = 'all', per_level: bool = True,
-                 layer_args: dict = None):
+                 layer_args: dict = None, conv_args: dict = None):
     """Rewrite ``cfg`` (an mmengine Config or a dict with a ``model`` key) in place; returns it.
 
     ``batch_per_gpu`` defaults to the train dataloader's batch size (MABN's buffer follows it);
     ``sync_stats=True`` makes the norms whose entry has ``sync='option'`` (MABN, DN-B, DN-C, RBN)
     reduce their batch statistics over all processes (use SyncBN for synced BN); ``layer_args``
     are extra arguments of every norm layer built (e.g. ``dict(sc_input='normalized')`` for
-    DN-B/DN-C, ``dict(warmup_iters=50)`` for MABN)."""
+    DN-B/DN-C, ``dict(warmup_iters=50)`` for MABN); ``conv_args`` those of the convolution that
+    comes with the norm (MABN's CenConv: ``dict(centre_depthwise=False)``)."""
     spec = get_norm(norm)
     if placement not in PLACEMENTS:
         raise ConfigError(f'unknown norm placement {placement!r}; choose one of '
@@ -108,6 +146,8 @@ def convert_norm(cfg, norm: str, *, batch_per_gpu: int = None, target_batch: int
     def rewrite(component: dict, path: str):
         if scratch:
             _scratch(component)
+        else:
+            _pretrained(component, path)
         old = component.get('norm_cfg')
         if not (isinstance(old, dict) and old.get('type') in BN_TYPES):
             return
@@ -116,7 +156,7 @@ def convert_norm(cfg, norm: str, *, batch_per_gpu: int = None, target_batch: int
             return
         component['norm_cfg'] = dict(spec.norm_cfg(old, ctx), **(layer_args or {}))
         if spec.conv and _accepts(component, 'conv_cfg'):
-            component['conv_cfg'] = dict(type=spec.conv)
+            component['conv_cfg'] = dict(type=spec.conv, **(conv_args or {}))
         if per_level and spec.batch_stats and component.get('type') in SHARED_HEADS:
             component['type'] = SHARED_HEADS[component['type']]
 
