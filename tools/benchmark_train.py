@@ -236,5 +236,7 @@ def main(argv=None):
 
 if __name__ == '__main__':
     sys.path.insert(0, REPO)
+    from normdet.cli.stack import require_openmmlab
+    require_openmmlab()  # a missing package is one line, before torch is imported
     from normdet.cli.run import run_tool
     run_tool(main)
