@@ -44,8 +44,7 @@ def _edit(root, ann_file, fn):
 
 def _check(root, ann_file=TRAIN):
     train = ann_file == TRAIN
-    return validate_coco(root, ann_file, 'train2017/' if train else 'val2017/', trained=train,
-                         evaluated=not train)
+    return validate_coco(root, ann_file, 'train2017/' if train else 'val2017/', trained=train)
 
 
 # corruption -> (annotation file, what the error or warning says); each picks its victim with rng

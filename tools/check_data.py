@@ -39,7 +39,7 @@ def main(argv=None):
         train = 'train' in osp.basename(ann_file)
         try:
             result = validate_coco(args.data_root, ann_file, img_dir, trained=train,
-                                   evaluated=not train, images=not args.no_images)
+                                   images=not args.no_images)
         except DataError as e:
             problems.append(str(e))
             continue

@@ -95,7 +95,7 @@ def resolve_data(cfg) -> dict:
         img_dir = (ds.get('data_prefix') or {}).get('img', '')
         cats = check_coco(root, ds['ann_file'], img_dir)
         validate_coco(root, ds['ann_file'], img_dir, trained=loader == 'train_dataloader',
-                      evaluated=loader != 'train_dataloader', masks=_loads_masks(ds))
+                      masks=_loads_masks(ds))
         if cats is not None:
             found.setdefault(tuple(c['name'] for c in cats), set()).add(ds['ann_file'])
     if len(found) > 1:

@@ -141,14 +141,11 @@ def structure_problems(ann) -> dict:
     return fatal
 
 
-def check_annotations(ann: dict, evaluated: bool, trained: bool, masks=None) -> tuple:
-    """(fatal, warnings) of a parsed COCO annotation dict: problem -> examples. ``masks``: the
-    split's pipeline loads instance masks (True), does not (False), or unknown (None: an
-    annotation without a segmentation is then a warning)."""
-    fatal = structure_problems(ann)
-    if fatal:
-        return fatal, {}
-    warn = {}
+def check_annotations(ann: dict, trained: bool, masks=None) -> tuple:
+    """(fatal, warnings) of a parsed COCO annotation dict that ``structure_problems`` passes:
+    problem -> examples. ``masks``: the split's pipeline loads instance masks (True), does not
+    (False), or unknown (None: an annotation without a segmentation is then a warning)."""
+    fatal, warn = {}, {}
     images, anns, cats = ann['images'], ann['annotations'], ann['categories']
     for what, items in (('image', images), ('annotation', anns), ('category', cats)):
         ids = _repeated(i['id'] for i in items)
@@ -256,9 +253,9 @@ def _stamp(paths) -> str:
     return h.hexdigest()
 
 
-def _cache_path(ann_path: str, img_root: str, evaluated: bool, trained: bool, masks) -> str:
+def _cache_path(ann_path: str, img_root: str, trained: bool, masks) -> str:
     """Where the check of this annotation file (as it is now) with these images is kept."""
-    key = json.dumps([VERSION, evaluated, trained, masks, osp.abspath(img_root),
+    key = json.dumps([VERSION, trained, masks, osp.abspath(img_root),
                       _stamp([ann_path])])
     base = os.environ.get('NORMDET_CACHE', osp.join(osp.expanduser('~'), '.cache', 'normdet'))
     return osp.join(base, 'data_checks',
@@ -277,22 +274,23 @@ def _cached(cache: str, img_root: str):
     return dict(kept['result'], cached=True)
 
 
-def validate_coco(data_root: str, ann_file: str, img_dir: str, *, evaluated: bool = False,
-                  trained: bool = False, images: bool = True, masks=None) -> dict:
+def validate_coco(data_root: str, ann_file: str, img_dir: str, *, trained: bool = False,
+                  images: bool = True, masks=None) -> dict:
     """Check one split (paths as in mmdet's dataset configs). Raises a DataError listing every
     fatal problem; returns ``warnings`` (problem -> examples) and whether the result came from the
-    cache. ``evaluated``: COCO evaluation reads its ground truth; ``trained``: it must hold
-    something to learn from; ``images``: decode every image file (else only the annotations);
+    cache. ``trained``: it must hold something to learn from; ``images``: decode every image file (else only the annotations);
     ``masks``: the split's pipeline loads instance masks (None: not known)."""
     ann_path = osp.join(data_root, ann_file)
     img_root = osp.join(data_root, img_dir)
-    cache = _cache_path(ann_path, img_root, evaluated, trained, masks) if images else None
+    cache = _cache_path(ann_path, img_root, trained, masks) if images else None
     result = _cached(cache, img_root) if cache else None
     if result is None:
         with open(ann_path) as f:
             ann = json.load(f)  # check_coco has vouched for the JSON and its top-level keys
-        fatal, warn = check_annotations(ann, evaluated, trained, masks)
-        listed = [] if structure_problems(ann) else ann['images']
+        fatal, warn = structure_problems(ann), {}
+        listed = [] if fatal else ann['images']
+        if not fatal:
+            fatal, warn = check_annotations(ann, trained, masks)
         named = [i for i in listed if i.get('file_name') and _number(i.get('width'))
                  and _number(i.get('height'))]
         if images and listed and not any('ids used twice' in k for k in fatal):
@@ -306,8 +304,8 @@ def validate_coco(data_root: str, ann_file: str, img_dir: str, *, evaluated: boo
                 stamp=_stamp(osp.join(img_root, name) for name in names))))
     if result['fatal']:
         raise DataError(f'{ann_path} (images in {img_root}) cannot be trained or evaluated on: '
-                        + describe(result['fatal'], counted=True) + '; fix the annotation file or the images (python tools/check_data.py '
-                        'DATA_ROOT lists every problem)')
+                        + describe(result['fatal'], counted=True) + '; fix the annotation file '
+                        'or the images (python tools/check_data.py DATA_ROOT lists every problem)')
     return result
 
 
