@@ -125,3 +125,26 @@ def test_count_instructions_under_callgrind(tmp_path, capsys):
     assert all(r['instructions'] > 0 for r in rows.values())
     assert rows['BN']['x_bn'] == 1.0 and rows['DNB']['x_bn'] > 1.0
     assert '| DNB 2,8,4,4 |' in capsys.readouterr().out
+
+
+def test_model_cost_counts_mult_adds_and_the_sc_modules(capsys):
+    """tools/model_cost.py: MobileNetV2 at 224 is the 300 M Mult-Adds of its paper; each weight
+    of a DN-B SC module is one Mult-Add per image (its FCs run once per image); BN adds none;
+    a detector config counts too."""
+    model_cost = tool('model_cost')
+    bn = model_cost.main(['--torchvision', 'mobilenet_v2'])
+    assert 299e6 < bn['mult_adds'] < 302e6 and bn['sc'] == bn['sc_params'] == 0
+    dnb = model_cost.main(['--torchvision', 'mobilenet_v2', '--norm', 'DNB', '--size', '64', '64'])
+    from torchvision.models import mobilenet_v2
+
+    from normdet.norms import convert_module
+    sc_weights = sum(m.weight.numel() for n, m in convert_module(mobilenet_v2(), 'DNB')
+                     .named_modules() if '.sc.' in n + '.' and hasattr(m, 'in_features'))
+    assert dnb['sc'] == sc_weights > 0 and dnb['stats'] > 0
+    assert dnb['sc_params'] > sc_weights  # the biases are parameters, not Mult-Adds
+    det = model_cost.main([config_path('ssdlite', 'DNC'), '--size', '64', '64'])
+    assert det['sc'] > 0 and det['stats'] == 0  # DN-C: running statistics in eval
+    assert '| SC modules\' FCs |' in capsys.readouterr().out
+    from normdet.utils.errors import ConfigError
+    with pytest.raises(ConfigError, match='give a config or --torchvision'):
+        model_cost.main([])

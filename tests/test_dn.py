@@ -39,8 +39,11 @@ def dn_reference(x, layer, mean=None, var=None):
     fc1, fc2 = layer.sc[0], layer.sc[2]
     h = torch.clamp(s @ fc1.weight.T + fc1.bias, min=0)
     o = h @ fc2.weight.T + fc2.bias
-    gamma = layer.weight[None] + o[:, :C]
-    beta = layer.bias[None] + o[:, C:]
+    if layer.weight is None:  # sc_form='literal': the SC module generates the whole affine
+        gamma, beta = o[:, :C], o[:, C:]
+    else:
+        gamma = layer.weight[None] + o[:, :C]
+        beta = layer.bias[None] + o[:, C:]
     return gamma[:, :, None, None] * x_hat + beta[:, :, None, None]
 
 
@@ -49,16 +52,23 @@ def make(cls, C=16, **kwargs):
     with torch.no_grad():  # a live SC module, so the dynamic part of the equation is tested
         for p in layer.sc.parameters():
             p.normal_(0, 0.3)
-        layer.weight.uniform_(0.5, 1.5)
-        layer.bias.uniform_(-0.5, 0.5)
+        if layer.weight is not None:
+            layer.weight.uniform_(0.5, 1.5)
+            layer.bias.uniform_(-0.5, 0.5)
+        else:  # literal: a scale near 1 from the SC module itself
+            layer.sc[2].bias[:C].add_(1)
     return layer
 
 
-@pytest.mark.parametrize('sc_input', ['raw', 'normalized'])
+# (sc_input, sc_form): the two SC inputs of the residual form, and the literal form
+SC_VARIANTS = [('raw', 'residual'), ('normalized', 'residual'), ('raw', 'literal')]
+
+
+@pytest.mark.parametrize('sc_input,sc_form', SC_VARIANTS)
 @pytest.mark.parametrize('cls', [DNB, DNC])
 @pytest.mark.parametrize('N', [1, 2])
-def test_train_matches_reference(cls, N, sc_input):
-    layer = make(cls, sc_input=sc_input)
+def test_train_matches_reference(cls, N, sc_input, sc_form):
+    layer = make(cls, sc_input=sc_input, sc_form=sc_form)
     x = randn(N, 16, 4, 3, scale=2.0, shift=0.5)
     dy = torch.randn(N, 16, 4, 3, dtype=torch.float64)
     params = list(layer.parameters())
@@ -73,11 +83,11 @@ def test_train_matches_reference(cls, N, sc_input):
     assert M > 1 and int(layer.num_batches_tracked) == 1
 
 
-@pytest.mark.parametrize('sc_input', ['raw', 'normalized'])
+@pytest.mark.parametrize('sc_input,sc_form', SC_VARIANTS)
 @pytest.mark.parametrize('cls', [DNB, DNC])
 @pytest.mark.parametrize('N', [1, 2])
-def test_eval_matches_reference(cls, N, sc_input):
-    layer = make(cls, sc_input=sc_input)
+def test_eval_matches_reference(cls, N, sc_input, sc_form):
+    layer = make(cls, sc_input=sc_input, sc_form=sc_form)
     with torch.no_grad():
         layer.running_mean.uniform_(-1, 1)
         layer.running_var.uniform_(0.5, 2)
@@ -164,12 +174,32 @@ def test_starts_as_exact_bn(cls):
     assert layer.sc[0].out_features == 8  # max(32 // 16, 8) hidden units
 
 
-@pytest.mark.parametrize('sc_input', ['raw', 'normalized'])
+@pytest.mark.parametrize('cls', [DNB, DNC])
+def test_literal_sc_form_generates_the_affine(cls):
+    """sc_form='literal': no gamma, beta of the layer's own (nothing in the state dict), both
+    FCs at PyTorch's default init, so the layer does not start as BN; every parameter learns."""
+    torch.manual_seed(0)
+    layer, bn = cls(32, sc_form='literal'), torch.nn.BatchNorm2d(32)
+    assert layer.weight is None and layer.bias is None
+    assert set(layer.state_dict()) == {'running_mean', 'running_var', 'num_batches_tracked',
+                                       'sc.0.weight', 'sc.0.bias', 'sc.2.weight', 'sc.2.bias'}
+    assert layer.sc[2].weight.abs().sum() > 0 and layer.sc[2].bias.abs().sum() > 0
+    x = torch.randn(2, 32, 5, 5) * 3 + 1
+    y = layer(x)
+    assert not torch.allclose(y, bn(x), rtol=1e-2, atol=1e-2)
+    y.square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.parameters())
+    assert 'literal' in repr(layer) and 'literal' not in repr(cls(32))
+    with pytest.raises(ValueError, match="sc_form must be one of"):
+        cls(32, sc_form='generated')
+
+
+@pytest.mark.parametrize('sc_input,sc_form', SC_VARIANTS)
 @pytest.mark.parametrize('cls', [DNB, DNC])
 @pytest.mark.parametrize('train', [True, False])
 @pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
-def test_gradcheck(cls, train, sc_input, layout):
-    layer = make(cls, C=4, sc_input=sc_input).train(train)
+def test_gradcheck(cls, train, sc_input, sc_form, layout):
+    layer = make(cls, C=4, sc_input=sc_input, sc_form=sc_form).train(train)
     x, grad_in = in_layout(randn(2, 4, 3, 2), layout)
     params = tuple(layer.parameters())
     if train:  # each call updates running stats; gradcheck only needs the function to be pure

@@ -2,10 +2,10 @@
 benchmark (docs/pretrained.md).
 
     python tools/pretrained_start.py [--norms BN SyncBN GN FRN MABN DNB DNC RBN] [--seeds 0 1 2]
-        [--epochs 12] [--work-dir work_dirs/pretrained_start] [--cfg-options KEY=VALUE ...]
+        [--epochs 12] [--pretrain-epochs N] [--work-dir work_dirs/pretrained_start] [--cfg-options KEY=VALUE ...]
 
-1. pretrain: the mini SSDLite with BN (configs/mini/ssdlite_bn.py), seed 0, --epochs epochs, in
-   WORK_DIR/pretrain;
+1. pretrain: the mini SSDLite with BN (configs/mini/ssdlite_bn.py), seed 0, --pretrain-epochs
+   epochs (default: --epochs), in WORK_DIR/pretrain;
 2. scratch: every norm's mini SSDLite (configs/mini/ssdlite_<norm>.py) from scratch, in
    WORK_DIR/scratch;
 3. pretrained: the same runs with the backbone started from the pretrained detector's backbone,
@@ -49,16 +49,18 @@ def parse_args(argv=None):
     p.add_argument('--norms', nargs='+', default=list(NORMS), choices=list(NORMS))
     p.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     p.add_argument('--epochs', type=positive_int, default=12,
-                   help='epochs of every run, the pretraining included (default: %(default)s)')
+                   help='epochs of every compared run (default: %(default)s)')
+    p.add_argument('--pretrain-epochs', type=positive_int, default=None,
+                   help='epochs of the BN pretraining (default: --epochs)')
     p.add_argument('--work-dir', default=osp.join('work_dirs', 'pretrained_start'))
     p.add_argument('--cfg-options', nargs='+', default=[], help='passed to every run')
     return parse_tool_args(p, argv, config=False)
 
 
-def sweep(args, work_dir, norms, seeds, options):
+def sweep(args, work_dir, norms, seeds, options, epochs=None):
     cmd = [sys.executable, osp.join(REPO, 'tools', 'sweep.py'), '--detector', 'ssdlite',
            '--config-pattern', 'configs/mini/{detector}_{norm}.py', '--norms', *norms,
-           '--batch', str(BATCH), '--seeds', *map(str, seeds), '--epochs', str(args.epochs),
+           '--batch', str(BATCH), '--seeds', *map(str, seeds), '--epochs', str(epochs or args.epochs),
            '--work-dir', work_dir, '--no-report']
     options = [*args.cfg_options, *options]
     print(f"[normdet] {' '.join(cmd + (['--cfg-options', *options] if options else []))}",
@@ -107,7 +109,8 @@ def write_table(args, checkpoint) -> str:
     scratch = box_ap(osp.join(args.work_dir, 'scratch'))
     pretrained = box_ap(osp.join(args.work_dir, 'pretrained'))
     lines = ['# BN-pretrained start against scratch (mini SSDLite, embedded benchmark)', '',
-             f'{args.epochs} epochs a run, seeds {" ".join(map(str, args.seeds))}, '
+             f'{args.epochs} epochs a run (the BN pretraining: '
+             f'{args.pretrain_epochs or args.epochs}), seeds {" ".join(map(str, args.seeds))}, '
              f'{BATCH} images a batch; backbone from {checkpoint} (prefix backbone.); box AP '
              '(%, mean ± std over seeds). Written by tools/pretrained_start.py.', '',
              '| norm | from scratch | BN-pretrained | difference |', '|---|---|---|---|']
@@ -126,7 +129,7 @@ def write_table(args, checkpoint) -> str:
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.work_dir, exist_ok=True)
-    sweep(args, osp.join(args.work_dir, 'pretrain'), ['BN'], [0], [])
+    sweep(args, osp.join(args.work_dir, 'pretrain'), ['BN'], [0], [], args.pretrain_epochs)
     checkpoint = pretrained_checkpoint(osp.join(args.work_dir, 'pretrain'))
     sweep(args, osp.join(args.work_dir, 'scratch'), args.norms, args.seeds, [])
     sweep(args, osp.join(args.work_dir, 'pretrained'), args.norms, args.seeds, [

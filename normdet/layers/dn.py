@@ -15,8 +15,13 @@ the batch statistics, one (gamma, beta) per channel shared by the batch.
 
 Choices the paper's abstract leaves open, made here:
 - The SC module is SE-like as above (reduction 16, at least 8 hidden units); its last FC is
-  zero-initialised so the layer starts as exact BN. Its extra cost is near the paper's +0.6 %
-  Mult-Adds.
+  zero-initialised so the layer starts as exact BN (``sc_form='residual'``, the default). Its
+  extra cost: docs/performance.md (the paper: +0.6 % Mult-Adds).
+- ``sc_form='literal'``: the paper's words taken literally, the SC module *generates* the scale
+  and shift, y = dgamma * x_hat + dbeta, with no gamma, beta of its own, and both FCs keep
+  PyTorch's default (SE-block) initialisation, so the layer does not start as BN. An ablation
+  form (issue 31: does "DN-C can't train normally" hold of this form and not of the residual
+  one?); it has no ``weight``/``bias`` parameters.
 - The per-sample std is sqrt(var_{h,w} + eps) (biased var), so 1x1 maps give a finite input.
 - DN-C's SC input is one quantity in train and eval: the channel's std as the running statistics
   estimate it, sqrt(unbiased batch variance + eps) in training and sqrt(running_var + eps) in
@@ -47,6 +52,7 @@ from ._dist import (all_reduce_sum, batch_moments, sync_world_size, unbias,
 
 
 SC_INPUTS = ('raw', 'normalized')
+SC_FORMS = ('residual', 'literal')
 
 
 class _DNFunction(torch.autograd.Function):
@@ -167,16 +173,23 @@ class _DynamicNorm(nn.Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
                  reduction: int = 16, min_hidden: int = 8, sync_stats: bool = False,
-                 sc_input: str = 'raw'):
+                 sc_input: str = 'raw', sc_form: str = 'residual'):
         super().__init__()
         if sc_input not in SC_INPUTS:
             raise ValueError(f'sc_input must be one of {SC_INPUTS}, got {sc_input!r}')
-        self.sc_input_kind = sc_input
+        if sc_form not in SC_FORMS:
+            raise ValueError(f'sc_form must be one of {SC_FORMS}, got {sc_form!r}')
+        self.sc_input_kind, self.sc_form = sc_input, sc_form
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.sync_stats = sync_stats
         hidden = max(num_features // reduction, min_hidden)
-        self.weight = nn.Parameter(torch.ones(num_features))
-        self.bias = nn.Parameter(torch.zeros(num_features))
+        if sc_form == 'residual':
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:  # the SC module's output is the whole affine: gamma = beta = 0 added, not learnt
+            self.register_parameter('weight', None)
+            self.register_parameter('bias', None)
+            self.register_buffer('_no_affine', torch.zeros(num_features), persistent=False)
         self.sc = nn.Sequential(nn.Linear(2 * num_features, hidden), nn.ReLU(inplace=True),
                                 nn.Linear(hidden, 2 * num_features))
         self.register_buffer('running_mean', torch.zeros(num_features))
@@ -186,10 +199,20 @@ class _DynamicNorm(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        if self.sc_form == 'literal':  # PyTorch's default init of both FCs, as an SE block
+            for fc in (self.sc[0], self.sc[-1]):
+                fc.reset_parameters()
+            return
         nn.init.ones_(self.weight)
         nn.init.zeros_(self.bias)
         nn.init.zeros_(self.sc[-1].weight)  # starts as exact BN
         nn.init.zeros_(self.sc[-1].bias)
+
+    def _affine(self):
+        """(gamma, beta) added to the SC module's output: the layer's own, or zeros (literal)."""
+        if self.weight is None:
+            return self._no_affine, self._no_affine
+        return self.weight, self.bias
 
     def _sc_forward(self, m, v, mu, var, rstd, count):
         """(s, saved): the SC module's input, and what its backward needs, from the per-sample
@@ -240,8 +263,9 @@ class _DynamicNorm(nn.Module):
         (dgamma, dbeta) on ``s``, all float32."""
         dtype = mu.dtype
         dgamma, dbeta = self.sc(s.to(self.sc[0].weight.dtype)).to(dtype).chunk(2, dim=1)
-        a = (self.weight.to(dtype) + dgamma) * torch.rsqrt(var + self.eps)
-        return a, self.bias.to(dtype) + dbeta - a * mu
+        weight, bias = self._affine()
+        a = (weight.to(dtype) + dgamma) * torch.rsqrt(var + self.eps)
+        return a, bias.to(dtype) + dbeta - a * mu
 
     def eval_affine(self):
         """DN-C in eval: the per-channel (s, t) with y = s x + t (for folding)."""
@@ -272,14 +296,15 @@ class _DynamicNorm(nn.Module):
             return torch.addcmul(b.view(1, -1, 1, 1), upcast(x), a.view(1, -1, 1, 1)).to(x.dtype)
         if not self.training and exporting():
             return self._eval_plain(x)
-        sc = self.sc
+        sc, (weight, bias) = self.sc, self._affine()
         with torch.autocast(x.device.type, enabled=False):  # float32 inside, x's dtype out
-            return _DNFunction.apply(x, self.weight, self.bias, sc[0].weight, sc[0].bias,
+            return _DNFunction.apply(x, weight, bias, sc[0].weight, sc[0].bias,
                                      sc[2].weight, sc[2].bias, self)
 
     def extra_repr(self) -> str:
         return (f'{self.num_features}, eps={self.eps}, momentum={self.momentum}, '
-                f'sync_stats={self.sync_stats}, sc_input={self.sc_input_kind!r}')
+                f'sync_stats={self.sync_stats}, sc_input={self.sc_input_kind!r}'
+                + (f', sc_form={self.sc_form!r}' if self.sc_form != 'residual' else ''))
 
 
 class DNB(_DynamicNorm):
