@@ -107,6 +107,48 @@ def test_backbone_only_placement(detector):
         assert cfg.model.neck.get('norm_cfg') is None
 
 
+@pytest.mark.parametrize('placement', ['depthwise', 'pointwise'])
+def test_norm_in_one_kind_of_mobilenet_conv(placement):
+    """placement='depthwise' / 'pointwise' (the GN ablation of issue 31): GN after MobileNetV2's
+    17 depthwise (or 34 1x1) convolutions only, the config's BN after the others (the stem
+    included), GN everywhere outside the backbone; the dumped config rebuilds the same model,
+    and the model trains."""
+    from mmcv.cnn import ConvModule
+
+    from normdet.openmmlab.models.placed import conv_kind
+    cfg, model = build('ssdlite', 'GN', placement=placement)
+    kinds = {}
+    for m in model.backbone.modules():
+        if isinstance(m, ConvModule):
+            kinds.setdefault((conv_kind(m), type(m.norm).__name__), []).append(m)
+    gn_kind = {'depthwise': 'depthwise', 'pointwise': 'pointwise'}[placement]
+    want = {'depthwise': 17, 'pointwise': 34, 'dense': 1}
+    assert {k: len(v) for k, v in kinds.items()} == {
+        (kind, 'GroupNorm' if kind == gn_kind else 'BatchNorm2d'): n for kind, n in want.items()}
+    bns = [m.norm for (kind, name), ms in kinds.items() if name == 'BatchNorm2d' for m in ms]
+    assert all(bn.eps == 1e-3 and bn.momentum == 0.03 for bn in bns)  # SSDLite's own BN
+    assert count_norms(model) == COUNTS['ssdlite']
+    assert all(isinstance(m, torch.nn.GroupNorm) for n, m in model.named_modules()
+               if n.startswith(('neck', 'bbox_head')) and norm_of(m) is not None)
+    again = MODELS.build(Config.fromstring(cfg.pretty_text, '.py').model)
+    assert list(again.state_dict()) == list(model.state_dict())
+    losses = loss_forward(model, (96, 96))
+    total = sum(sum(v) if isinstance(v, list) else v for v in losses.values()).sum()
+    total.backward()
+    assert torch.isfinite(total) and model.backbone.conv1.conv.weight.grad.abs().sum() > 0
+
+
+def test_placement_in_mobilenet_refuses_what_it_cannot_place():
+    from normdet.utils.errors import ConfigError
+    with pytest.raises(ConfigError, match="MobileNetV2 backbone.*'ResNet'"):
+        build('retinanet_r50_fpn', 'GN', placement='depthwise')
+    for norm, what in (('MABN', 'weight-centralised conv'), ('FRN', 'its own activation')):
+        with pytest.raises(ConfigError, match=what):
+            build('ssdlite', norm, placement='pointwise')
+    with pytest.raises(ConfigError, match='unknown norm placement'):
+        build('ssdlite', 'GN', placement='1x1')
+
+
 def loss_forward(model, size):
     """A training forward of every part of the detector (heads and RoI heads included)."""
     packed = demo_mm_inputs(batch_size=2, image_shapes=[(3, *size)] * 2, num_items=[3, 2],

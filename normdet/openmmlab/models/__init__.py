@@ -13,6 +13,8 @@ class's ``_abbr_`` (frn, mabn, dnb, dnc, bn).
 - ``norm_act``: the ``NormAct<Detector>`` variants (FRN+TLU carries its activation);
 - ``heads``: per-level norms in heads shared across pyramid levels (``NormDetRetinaHead``);
 - ``preprocessor``: RBN's online input normalisation (``RBNDetDataPreprocessor``);
+- ``placed``: a MobileNetV2 with the norm in its depthwise or 1x1 convolutions only
+  (``NormDetMobileNetV2``, the placement ablation);
 - ``pretrained``: a BN-pretrained ``Pretrained`` init into any norm (``NormDetPretrained``);
 - ``folded``: a detector with its norms folded into its convolutions (``NormDetFolded``, the
   model type of the configs tools/deploy.py writes).
@@ -21,7 +23,7 @@ from mmengine.registry import MODELS
 
 from ...layers import CenConv2d
 from ...norms import NORMS
-from . import folded, heads, norm_act, preprocessor, pretrained  # noqa: F401  (registers)
+from . import folded, heads, norm_act, placed, preprocessor, pretrained  # noqa: F401  (registers)
 from .convert import check_norm_types, convert_norm
 
 

@@ -22,6 +22,11 @@ companions:
   RetinaNetHead does (``normdet.openmmlab.models.heads``; ``per_level=False`` shares the norm instead).
 ``placement='backbone'`` removes the norm from every component outside the backbone instead
 (their convolutions then get biases), for every norm, BN included: the backbone-only placement.
+``placement='depthwise'`` (``'pointwise'``) puts the norm after a MobileNetV2 backbone's
+depthwise (1x1) convolutions only, its other convolutions keeping the config's BN, and the norm
+everywhere outside the backbone (``NormDetMobileNetV2``, ``normdet.openmmlab.models.placed``):
+the ablation of where a norm fails inside MobileNetV2. Norms with a companion conv or a fused
+activation (MABN, FRN) do not mix with BN this way and are refused.
 ``scratch=True`` (training from scratch, as all normdet configs do): ``norm_eval=False``,
 ``frozen_stages=-1``, ``zero_init_residual=False`` and no ``Pretrained`` init_cfg, for every norm.
 ``scratch=False`` keeps a component's ``init_cfg=dict(type='Pretrained', checkpoint=...,
@@ -40,11 +45,12 @@ from mmdet.registry import MODELS
 from ...norms import NORMS, NormContext, get_norm
 from ...utils.config import walk
 from ...utils.errors import ConfigError
+from .placed import KINDS
 
 BN_TYPES = ('BN', 'BN2d', 'SyncBN', 'NaiveSyncBN', 'NormDetSyncBN')
 # heads that run one set of convolutions on every pyramid level -> their per-level-norm variant
 SHARED_HEADS = {'RetinaHead': 'NormDetRetinaHead'}
-PLACEMENTS = ('all', 'backbone')
+PLACEMENTS = ('all', 'backbone', 'depthwise', 'pointwise')
 PRETRAINED_ARGS = ('checkpoint', 'prefix', 'map_location')  # MMEngine's PretrainedInit
 
 
@@ -122,6 +128,19 @@ def _pretrained(component: dict, path: str) -> None:
     component['init_cfg'] = new
 
 
+def _place_in_mobilenet(backbone: dict, placement: str, bn: dict, norm: str, spec) -> None:
+    if backbone.get('type') not in ('MobileNetV2', 'NormDetMobileNetV2'):
+        raise ConfigError(f"norm_options.placement={placement!r} places the norm inside a "
+                          f"MobileNetV2 backbone (SSDLite's); this model's backbone is "
+                          f"{backbone.get('type')!r}: use placement='all' or 'backbone'")
+    if spec.conv or spec.fused_act:
+        raise ConfigError(f"norm_options.placement={placement!r}: {norm} comes with "
+                          f"{'a weight-centralised conv' if spec.conv else 'its own activation'}"
+                          ", which does not mix with BN inside a block; the placements "
+                          "'depthwise' and 'pointwise' take BN, SyncBN, GN, DNB, DNC or RBN")
+    backbone.update(type='NormDetMobileNetV2', placement=placement, other_norm_cfg=dict(bn))
+
+
 def convert_norm(cfg, norm: str, *, batch_per_gpu: int = None, target_batch: int = 32,
                  num_groups: int = 32, scratch: bool = True, input_bn: bool = True,
                  sync_stats: bool = False, placement: str = 'all', per_level: bool = True,
@@ -155,6 +174,8 @@ def convert_norm(cfg, norm: str, *, batch_per_gpu: int = None, target_batch: int
             component['norm_cfg'] = None
             return
         component['norm_cfg'] = dict(spec.norm_cfg(old, ctx), **(layer_args or {}))
+        if placement in KINDS and path == 'model.backbone':
+            _place_in_mobilenet(component, placement, old, norm, spec)
         if spec.conv and _accepts(component, 'conv_cfg'):
             component['conv_cfg'] = dict(type=spec.conv, **(conv_args or {}))
         if per_level and spec.batch_stats and component.get('type') in SHARED_HEADS:
