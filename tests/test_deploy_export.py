@@ -275,11 +275,12 @@ def val_image(data_root: str) -> str:
 def test_mmdet_apis_on_a_run(ssdlite_mabn, folded, tiny_coco):
     """init_detector + inference_detector and DetInferencer, in a fresh process: on the run's
     dumped config (its custom_imports registers normdet and allows mmengine's checkpoints), on
-    the checkpoint alone (after import normdet.openmmlab: mmengine reads the checkpoint before its
-    config), on the config stored in the checkpoint, and on the folded model."""
+    the checkpoint alone (with nothing imported: it holds tensors, numbers and strings only, and
+    its stored config's custom_imports registers normdet; and after import normdet.openmmlab), on
+    the config stored in the checkpoint, and on the folded model."""
     config, checkpoint = ssdlite_mabn
     image = val_image(tiny_coco)
-    for args in ((config, checkpoint), ('none', checkpoint, 'import'),
+    for args in ((config, checkpoint), ('none', checkpoint), ('none', checkpoint, 'import'),
                  (config, checkpoint, 'checkpoint_config'), folded, ('none', folded[1])):
         out = infer(args[0], args[1], image, *args[2:])
         for api in out.values():

@@ -17,6 +17,12 @@ that nothing is lost, and find the one to resume from.
 - ``find_last_checkpoint``: what ``last_checkpoint`` names, relative to the work dir, or in the
   work dir when an older absolute path no longer exists (the dir was moved).
 - ``used_work_dir``: the checkpoints a new run would overwrite.
+- ``plain_checkpoint`` / ``restore_checkpoint``: a normdet checkpoint holds tensors, numbers and
+  strings only, so plain ``torch.load(weights_only=True)`` (torch >= 2.6's default, and so
+  mmdet's ``init_detector`` and ``DetInferencer``) reads it in any process, with nothing of
+  normdet imported. mmengine's checkpoints also hold its ``HistoryBuffer``s (the logged scalars)
+  and numpy arrays (normdet's own random-number state); they are saved as marked dicts of tensors
+  and turned back on reading (``read_checkpoint``), so resuming is unchanged.
 """
 import glob
 import os
@@ -24,16 +30,63 @@ import os.path as osp
 import pickle
 import re
 import zipfile
+from collections import OrderedDict
 
+import numpy as np
 import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
+from mmengine.logging import HistoryBuffer
 from mmengine.registry import HOOKS
 
 from ...utils.errors import CheckpointError
 from ...utils.io import atomic_write, write_leftovers
 
 LAST = 'last_checkpoint'
+NUMPY, HISTORY = '__normdet_numpy__', '__normdet_history_buffer__'  # markers of plain values
+
+
+def _plain(obj):
+    if isinstance(obj, HistoryBuffer):
+        return {HISTORY: dict(log=_plain(obj._log_history), count=_plain(obj._count_history),
+                              max_length=obj.max_length)}
+    if isinstance(obj, (np.ndarray, np.generic)) and obj.dtype.kind in 'biuf':
+        return {NUMPY: torch.from_numpy(np.array(obj)), 'scalar': isinstance(obj, np.generic)}
+    if type(obj) in (dict, OrderedDict):
+        return type(obj)((k, _plain(v)) for k, v in obj.items())
+    if type(obj) in (list, tuple):
+        return type(obj)(_plain(v) for v in obj)
+    return obj
+
+
+def _restore(obj):
+    if isinstance(obj, dict):
+        if HISTORY in obj:
+            h = obj[HISTORY]
+            return HistoryBuffer(_restore(h['log']), _restore(h['count']), h['max_length'])
+        if NUMPY in obj:
+            a = obj[NUMPY].numpy()
+            return a[()] if obj.get('scalar') else a
+    if type(obj) in (dict, OrderedDict):
+        return type(obj)((k, _restore(v)) for k, v in obj.items())
+    if type(obj) in (list, tuple):
+        return type(obj)(_restore(v) for v in obj)
+    return obj
+
+
+def plain_checkpoint(checkpoint: dict) -> dict:
+    """``checkpoint`` (in place, the weights untouched) with mmengine's ``HistoryBuffer``s and
+    every numeric numpy value as marked dicts of tensors: what ``weights_only`` loading reads."""
+    for key in [k for k in checkpoint if k != 'state_dict']:
+        checkpoint[key] = _plain(checkpoint[key])
+    return checkpoint
+
+
+def restore_checkpoint(checkpoint: dict) -> dict:
+    """The inverse of ``plain_checkpoint`` (in place); a checkpoint without markers is unchanged."""
+    for key in [k for k in checkpoint if k != 'state_dict']:
+        checkpoint[key] = _restore(checkpoint[key])
+    return checkpoint
 
 
 def _few(names, n: int = 5) -> str:
@@ -82,7 +135,7 @@ def read_checkpoint(path: str, map_location='cpu', mmap: bool = False) -> dict:
     if not isinstance(ckpt, dict):
         raise CheckpointError(f'{path!r} holds a {type(ckpt).__name__}, not a checkpoint (a dict '
                               'of tensors, or one with a state_dict)')
-    return ckpt
+    return restore_checkpoint(ckpt)
 
 
 def state_dict_of(checkpoint: dict) -> dict:

@@ -27,7 +27,7 @@ from ...utils.allocator import keep_freed_memory
 from ...utils.errors import USER_ERRORS, CheckpointError, ConfigError, TrainingDiverged
 from .. import stack_fixes
 from .checkpoints import (check_finite, check_state_dict, checkpoints_in, find_last_checkpoint,
-                          read_checkpoint)
+                          plain_checkpoint, read_checkpoint)
 from .hooks import divergence_message, unwrapped
 from .prepare import prepare_config
 
@@ -180,6 +180,11 @@ class NormDetRunner(Runner):
         groups = getattr(wrapper, 'param_groups', None) or []
         return [g.get('initial_lr', g.get('lr')) for g in groups
                 if isinstance(g.get('initial_lr', g.get('lr')), (int, float))]
+
+    def call_hook(self, fn_name: str, **kwargs) -> None:
+        super().call_hook(fn_name, **kwargs)
+        if fn_name == 'before_save_checkpoint':  # after every hook: weights_only-readable
+            plain_checkpoint(kwargs['checkpoint'])
 
     def load_checkpoint(self, filename, map_location='cpu', strict=False,
                         revise_keys=[(r'^module.', '')]):  # noqa: B006  (MMEngine's signature)
