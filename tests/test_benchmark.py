@@ -148,3 +148,24 @@ def test_model_cost_counts_mult_adds_and_the_sc_modules(capsys):
     from normdet.utils.errors import ConfigError
     with pytest.raises(ConfigError, match='give a config or --torchvision'):
         model_cost.main([])
+
+
+def test_benchmark_dist_times_processes_against_one(tmp_path, capsys):
+    """tools/benchmark_dist.py: one process of 4 images against 2 processes of 2 (gloo), on the
+    tiny data: a row per setting, the same iterations for both (one epoch at the same total
+    batch), the baseline's ratio 1, and a bad setting refused."""
+    bench = tool('benchmark_dist')
+    out = tmp_path / 'bench.json'
+    table = bench.main(['--settings', 'BN:1x4', 'SyncBN:2x2', '--work-dir', str(tmp_path),
+                        '--out', str(out), '--cfg-options', 'synthetic_data=tiny'])
+    assert [(r['norm'], r['processes'], r['images']) for r in table] == [('BN', 1, 4),
+                                                                       ('SyncBN', 2, 2)]
+    assert table[0]['ratio'] == 1 and table[1]['ratio'] > 0
+    iters = {run['iters'] for r in table for run in r['runs']}
+    assert len(iters) == 1 and iters.pop() > 0
+    assert all(0 < run['train_s'] < run['wall_s'] for r in table for run in r['runs'])
+    assert json.loads(out.read_text())['results'][1]['processes'] == 2
+    assert '| SyncBN | 2 x 2 |' in capsys.readouterr().out
+    from normdet.utils.errors import ConfigError
+    with pytest.raises(ConfigError, match='NORM:PROCESSESxIMAGES'):
+        bench.main(['--settings', 'BN:8'])
