@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from mm_utils import NORMS, REPO, run_cli, small_options
+from mm_utils import NORMS, REPO, config_path, run_cli, small_options
 from normdet import DNB, FRN
 from normdet.utils.errors import ExportError
 
@@ -285,6 +285,17 @@ def test_mmdet_apis_on_a_run(ssdlite_mabn, folded, tiny_coco):
         out = infer(args[0], args[1], image, *args[2:])
         for api in out.values():
             assert api['boxes'] > 0 and api['masks'] is None, (args, out)
+
+
+@slow
+def test_mmdet_apis_refuse_a_source_config(ssdlite_mabn, tiny_coco):
+    """init_detector on a source config (configs/...) with a normdet checkpoint: one clear error
+    naming the configs to use, not the BN model with untrained layers after a warning."""
+    r = run_cli('-c', INFER, config_path('ssdlite', 'MABN'), ssdlite_mabn[1],
+                val_image(tiny_coco), 'plain', timeout=600)
+    assert r.returncode != 0
+    assert 'normdet source config' in r.stderr and 'dumped into its work dir' in r.stderr
+    assert 'do not match' not in r.stderr + r.stdout  # refused before any weights were loaded
 
 
 @slow

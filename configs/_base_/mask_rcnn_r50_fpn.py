@@ -6,7 +6,11 @@
 _base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_2x_coco.py', './normdet_runtime.py']
 
 norm_cfg = dict(type='BN', requires_grad=True)  # rewritten to `norm` by NormDetRunner
+# mmdet's APIs (init_detector, DetInferencer) build a config's model as written; this source
+# config becomes a normdet model only when normdet prepares it, so its model refuses to be built
+# unprepared with a message naming the config to use (prepare_config sets mmdet's own type back)
 model = dict(
+    data_preprocessor=dict(type='NormDetSourceConfig'),
     neck=dict(norm_cfg=norm_cfg),
     roi_head=dict(
         bbox_head=dict(type='Shared4Conv1FCBBoxHead', conv_out_channels=256, norm_cfg=norm_cfg),

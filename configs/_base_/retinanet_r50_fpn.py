@@ -5,7 +5,11 @@
 _base_ = ['mmdet::retinanet/retinanet_r50_fpn_2x_coco.py', './normdet_runtime.py']
 
 norm_cfg = dict(type='BN', requires_grad=True)  # rewritten to `norm` by NormDetRunner
-model = dict(neck=dict(norm_cfg=norm_cfg), bbox_head=dict(norm_cfg=norm_cfg))
+# mmdet's APIs (init_detector, DetInferencer) build a config's model as written; this source
+# config becomes a normdet model only when normdet prepares it, so its model refuses to be built
+# unprepared with a message naming the config to use (prepare_config sets mmdet's own type back)
+model = dict(neck=dict(norm_cfg=norm_cfg), bbox_head=dict(norm_cfg=norm_cfg),
+             data_preprocessor=dict(type='NormDetSourceConfig'))
 data_root = None  # None: $NORMDET_DATA_ROOT or the embedded synthetic dataset
 train_dataloader = dict(batch_size=2, persistent_workers=False)  # exact --resume
 val_evaluator = dict(type='NormDetCocoMetric')

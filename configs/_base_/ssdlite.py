@@ -4,6 +4,10 @@
 _base_ = ['mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py', './normdet_runtime.py']
 
 data_root = None  # None: $NORMDET_DATA_ROOT or the embedded synthetic dataset
+# mmdet's APIs (init_detector, DetInferencer) build a config's model as written; this source
+# config becomes a normdet model only when normdet prepares it, so its model refuses to be built
+# unprepared with a message naming the config to use (prepare_config sets mmdet's own type back)
+model = dict(data_preprocessor=dict(type='NormDetSourceConfig'))
 # MobileNetV2 has 16-, 24- and 144-channel layers: GN needs a group count dividing them all
 norm_options = dict(num_groups=8)
 # persistent workers would keep their random state across epochs, and --resume could not

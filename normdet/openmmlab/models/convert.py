@@ -46,6 +46,7 @@ from ...norms import NORMS, NormContext, get_norm
 from ...utils.config import walk
 from ...utils.errors import ConfigError
 from .placed import KINDS
+from .preprocessor import SOURCE_CONFIG
 
 BN_TYPES = ('BN', 'BN2d', 'SyncBN', 'NaiveSyncBN', 'NormDetSyncBN')
 # heads that run one set of convolutions on every pyramid level -> their per-level-norm variant
@@ -191,6 +192,8 @@ def convert_norm(cfg, norm: str, *, batch_per_gpu: int = None, target_batch: int
     elif 'optim_wrapper' in cfg:  # a constructor the user chose stays
         cfg['optim_wrapper'].setdefault('constructor', 'NormDetOptimWrapperConstructor')
     pre = model.get('data_preprocessor')
+    if isinstance(pre, dict) and pre.get('type') == SOURCE_CONFIG:  # a normdet source config's
+        pre['type'] = 'DetDataPreprocessor'
     if (spec.data_preprocessor and input_bn and isinstance(pre, dict)
             and pre.get('type') == 'DetDataPreprocessor'):
         pre.update(type=spec.data_preprocessor, mean=None, std=None, input_bn=True)

@@ -65,3 +65,22 @@ class RBNDetDataPreprocessor(DetDataPreprocessor):
             data['inputs'] = masked_batch_norm(
                 self.input_bn, x, real_pixel_mask(x, data.get('data_samples')))
         return data
+
+
+SOURCE_CONFIG = 'NormDetSourceConfig'
+
+
+@MODELS.register_module(name=SOURCE_CONFIG)
+def source_config_preprocessor(**kwargs):
+    """The data preprocessor type of normdet's source configs (configs/_base_/): ``convert_norm``
+    (which ``prepare_config`` runs) sets mmdet's own ``DetDataPreprocessor`` back. Built as it
+    is, the model of a source config would be the BN model, whatever its ``norm``, and mmdet's
+    APIs would load a normdet checkpoint into it with a warning only and predict with untrained
+    layers: it is refused here, saying which config to use."""
+    from ...utils.errors import ConfigError
+    raise ConfigError(
+        "this is a normdet source config (configs/...), which normdet prepares before building "
+        "(the config's norm into every norm_cfg, the dataset's classes, MABN's buffers); give "
+        "mmdet's init_detector or DetInferencer the config a run dumped into its work dir "
+        "(work_dirs/<run>/<config name>.py), or normdet.openmmlab.deploy.checkpoint_config("
+        "checkpoint), or call normdet.prepare_config(cfg) before building it")
