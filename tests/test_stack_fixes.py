@@ -148,6 +148,26 @@ def test_ssdlite_predicts():
     assert len(inst) > 0 and inst.bboxes.shape[1] == 4 and (inst.labels < 3).all()
 
 
+def test_ssd_head_background_prior():
+    """background_prior=0.75: on a blank feature map every anchor of every level starts at
+    background probability 0.75, the C classes sharing the rest; without it, 1 / (C + 1)."""
+    cfg = packaged('ssdlite')
+    stack_fixes.fix_config(cfg.model)
+    head_cfg = dict(cfg.model.bbox_head, num_classes=4)
+    for prior, want in ((0.75, 0.75), (None, 0.2)):
+        head = MODELS.build(dict(head_cfg, background_prior=prior))
+        head.init_weights()
+        feats = [torch.zeros(1, c, 3, 3) for c in head.in_channels]
+        with torch.no_grad():
+            scores, _ = head(feats)
+        for s in scores:
+            p = s.permute(0, 2, 3, 1).reshape(-1, 5).softmax(-1)
+            torch.testing.assert_close(p[:, 4], torch.full_like(p[:, 4], want))
+            torch.testing.assert_close(p[:, :4], torch.full_like(p[:, :4], (1 - want) / 4))
+    with pytest.raises(ValueError, match='background_prior must be a probability'):
+        MODELS.build(dict(head_cfg, background_prior=1.0))
+
+
 def test_roi_features_of_channels_last_maps():
     """mmcv's RoIAlign reads a channels_last map as NCHW (wrong features, no error); the RoI
     extractors of a fixed config give the NCHW features and gradients for either layout."""
