@@ -75,16 +75,16 @@ def count(net, inputs) -> dict:
         if m.per_sample:
             out['stats'] += 2 * x.numel()
 
-    hooks, norm_modules = [], []
+    norm_modules = [m for m in net.modules() if norm_of(m) is not None]
+    in_norms = {id(c) for n in norm_modules for c in n.modules()}  # the SC modules' FCs
+    hooks = []
     for m in net.modules():
         if isinstance(m, _DynamicNorm):
             hooks.append(m.register_forward_hook(dn))
         elif isinstance(m, nn.Conv2d):  # (a norm's SC module has no Conv2d)
             hooks.append(m.register_forward_hook(conv))
-        elif isinstance(m, nn.Linear) and not any(m in list(n.modules()) for n in norm_modules):
+        elif isinstance(m, nn.Linear) and id(m) not in in_norms:
             hooks.append(m.register_forward_hook(linear))
-        if norm_of(m) is not None:
-            norm_modules.append(m)
     try:
         with torch.no_grad():
             net(*inputs)

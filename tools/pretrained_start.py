@@ -2,7 +2,8 @@
 benchmark (docs/pretrained.md).
 
     python tools/pretrained_start.py [--norms BN SyncBN GN FRN MABN DNB DNC RBN] [--seeds 0 1 2]
-        [--epochs 12] [--pretrain-epochs N] [--work-dir work_dirs/pretrained_start] [--cfg-options KEY=VALUE ...]
+        [--epochs 12] [--pretrain-epochs N] [--work-dir work_dirs/pretrained_start]
+        [--cfg-options KEY=VALUE ...]
 
 1. pretrain: the mini SSDLite with BN (configs/mini/ssdlite_bn.py), seed 0, --pretrain-epochs
    epochs (default: --epochs), in WORK_DIR/pretrain;
@@ -60,7 +61,8 @@ def parse_args(argv=None):
 def sweep(args, work_dir, norms, seeds, options, epochs=None):
     cmd = [sys.executable, osp.join(REPO, 'tools', 'sweep.py'), '--detector', 'ssdlite',
            '--config-pattern', 'configs/mini/{detector}_{norm}.py', '--norms', *norms,
-           '--batch', str(BATCH), '--seeds', *map(str, seeds), '--epochs', str(epochs or args.epochs),
+           '--batch', str(BATCH), '--seeds', *map(str, seeds),
+           '--epochs', str(epochs or args.epochs),
            '--work-dir', work_dir, '--no-report']
     options = [*args.cfg_options, *options]
     print(f"[normdet] {' '.join(cmd + (['--cfg-options', *options] if options else []))}",

@@ -278,8 +278,9 @@ def validate_coco(data_root: str, ann_file: str, img_dir: str, *, trained: bool 
                   images: bool = True, masks=None) -> dict:
     """Check one split (paths as in mmdet's dataset configs). Raises a DataError listing every
     fatal problem; returns ``warnings`` (problem -> examples) and whether the result came from the
-    cache. ``trained``: it must hold something to learn from; ``images``: decode every image file (else only the annotations);
-    ``masks``: the split's pipeline loads instance masks (None: not known)."""
+    cache. ``trained``: it must hold something to learn from; ``images``: decode every image file
+    (else only the annotations); ``masks``: the split's pipeline loads instance masks (None: not
+    known)."""
     ann_path = osp.join(data_root, ann_file)
     img_root = osp.join(data_root, img_dir)
     cache = _cache_path(ann_path, img_root, trained, masks) if images else None

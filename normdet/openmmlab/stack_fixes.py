@@ -16,8 +16,9 @@ config is formatted) that matter to training runs only: they wait for ``apply()`
 1. Checkpoints: torch.load defaults to ``weights_only=True`` (torch >= 2.6), which rejects the
    numpy arrays and scalars and mmengine ``HistoryBuffer`` objects in an mmengine checkpoint's
    message hub, so ``--resume`` fails. (normdet's own checkpoints no longer hold them:
-   ``engine.checkpoints.plain_checkpoint``; this fix is for the others, and older ones.) Rather than unpickling anything (a checkpoint from elsewhere
-   must not be able to run code), the exact types mmengine stores are allow-listed. ``HistoryBuffer``
+   ``engine.checkpoints.plain_checkpoint``; this fix is for the others, and older ones.) Rather
+   than unpickling anything (a checkpoint from elsewhere must not be able to run code), the exact
+   types mmengine stores are allow-listed. ``HistoryBuffer``
    pickles its statistics methods through ``getattr``; the name ``builtins.getattr`` is mapped to a
    restricted getattr that resolves only those methods.
 2. Checkpoints are not written atomically (mmengine <= 0.10.7): ``LocalBackend.put`` opens the final
