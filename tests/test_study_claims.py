@@ -5,8 +5,9 @@ import math
 
 import pytest
 
-from normdet.study.claims import claims_for, compare, verdict
-from normdet.study.plan import DEFAULT_EPOCHS, epochs_of, plans
+from normdet.study.claims import (claims_for, combine, compare, papers_claims_for, rule_claims,
+                                  verdict)
+from normdet.study.plan import DEFAULT_EPOCHS, epochs_of, papers, papers_ref, plans
 from normdet.study.stats import mean_std, paired_t_test, t_test
 
 
@@ -165,3 +166,102 @@ def test_claims_of_the_parts_with_runs_only():
     assert 'dn_ablation' not in ruled and len(ruled['mabn']) == 2  # SSDLite's, within the part
     assert len(ruled['dnb']) == 2  # not the LR parts'
     assert all(rows == [] for _, _, rows in claims_for({'smoke'}))
+
+
+# --- the papers' protocol: both variants of the benchmark ---------------------------------------
+
+def test_papers_claims_compare_cells_the_plan_trains_on_both_variants():
+    """Every comparison of the papers' protocol names cells of the plan's optional papers parts,
+    on the benchmark and on its second variant, differing only in the variant."""
+    plan = plans(epochs_of(DEFAULT_EPOCHS))['full']
+    cells = {(p.name, norm, batch) for p in plan for norm, batch, _ in p.runs()}
+    ruled = papers_claims_for({p.name for p in plan})
+    assert [cid for cid, _, _ in ruled] == ['papers_mabn', 'papers_frn', 'papers_dnb',
+                                            'papers_dnc', 'papers_rbn']
+    rows = [row for _, _, rows in ruled for row in rows]
+    # per detector: MABN 2 (x2 tasks on Mask R-CNN), FRN 2, DN-B 1, DN-C 1, RBN 1; + DN-B at 1x16
+    assert len(rows) == 3 * 7 + 2 + 1
+    for label, kind, a, b, task, (a2, b2) in rows:
+        assert {a, b, a2, b2} <= cells, label
+        assert (a2[0], b2[0]) == (a[0] + '_b', b[0] + '_b') and (a2[1:], b2[1:]) == (a[1:], b[1:])
+    ref = [r for r in rows if r[1] == 'matches']
+    assert {r[3] for r in ref} == {(papers_ref(d), 'BN', 16) for d in
+                                   ('ssdlite', 'retinanet', 'mask_rcnn')}
+    assert papers_claims_for({'ssdlite'}) == []
+
+
+def test_papers_parts_share_one_total_batch_and_recipe():
+    """8 processes of 2 against the reference's 1 process of 16: the same total batch, epochs and
+    options (recipe and data variant) on each detector and variant."""
+    parts = {p.name: p for p in plans(epochs_of(DEFAULT_EPOCHS))['full']}
+    for det in ('ssdlite', 'retinanet', 'mask_rcnn'):
+        for v in ('', '_b'):
+            small, ref = parts[papers(det, v)], parts[papers_ref(det, v)]
+            assert small.gpus * small.batch[0] == ref.gpus * ref.batch[0] == 16
+            assert (small.epochs, small.options) == (ref.epochs, ref.options)
+            assert ('synthetic_data=benchmark_b' in small.options) == (v == '_b')
+            assert len(small.seeds) >= 3 and set(small.seeds) <= set(ref.seeds)
+    assert len(parts[papers_ref('ssdlite')].seeds) >= 5
+    for name in ('curve_1x16', 'curve_4x4', 'curve_16x1'):
+        assert parts[name].gpus * parts[name].batch[0] == 16
+        assert parts[name].options == parts[papers('ssdlite')].options
+
+
+@pytest.mark.parametrize('first, second, n, want', [
+    ('reproduced', 'reproduced', 3, 'reproduced'),
+    ('reproduced', 'inconclusive', 3, 'inconclusive'),
+    ('reproduced', 'not reproduced', 3, 'not reproduced'),
+    ('not reproduced', 'reproduced', 3, 'not reproduced'),
+    ('inconclusive', 'inconclusive', 3, 'inconclusive'),
+    ('reproduced', 'inconclusive', 0, 'inconclusive'),
+])
+def test_a_claim_is_reproduced_only_on_both_variants(first, second, n, want):
+    v, why = combine((first, 'a'), (second, 'b'), n)
+    assert v == want
+    assert ('no runs yet' in why) == (n == 0)
+
+
+def test_rule_claims_rules_the_papers_protocol_on_both_variants():
+    """RBN beats BN by 2 AP on the benchmark: reproduced there, but the claim stays inconclusive
+    until the second variant agrees, and is not reproduced when it does not."""
+    def runs(part, norm, batch, aps):
+        return [dict(r, part=part) for r in group(*aps, norm=norm, batch=batch).values()]
+
+    part, b = papers('ssdlite'), papers('ssdlite', '_b')
+    base = {part: runs(part, 'BN', 2, BASE) + runs(part, 'RBN', 2, shifted((0.02, 0.021, 0.019)))}
+    rbn = lambda pr: next(r for c in rule_claims(pr) if c['id'] == 'papers_rbn'  # noqa: E731
+                          for r in c['rows'])
+    r = rbn(base)
+    assert r['verdict_a'][0] == 'reproduced' and r['verdict'][0] == 'inconclusive'
+    worse = dict(base, **{b: runs(b, 'BN', 2, BASE) + runs(b, 'RBN', 2, shifted((-.02,) * 3))})
+    assert rbn(worse)['verdict'][0] == 'not reproduced'
+    same = dict(base, **{b: runs(b, 'BN', 2, BASE) + runs(b, 'RBN', 2, shifted((.01, .02, .015)))})
+    assert rbn(same)['verdict'][0] == 'reproduced'
+
+
+def test_advice_names_the_best_norm_and_those_within_noise():
+    """The opening screen's rule: the highest mean AP at 8 x 2 over both variants; a norm is as
+    good within noise unless it is significantly worse on either variant."""
+    from normdet.study.advice import advice, advice_markdown, curve_points
+
+    def cell(part, norm, aps, batch=2):
+        return {(part, norm, batch): group(*aps, norm=norm, batch=batch)}
+    a, b = papers('ssdlite'), papers('ssdlite', '_b')
+    table = {**cell(a, 'BN', BASE), **cell(a, 'DNB', shifted((.03, .031, .029))),
+             **cell(a, 'GN', shifted((.02, .04, .03))),  # noisy: not significantly below DN-B
+             **cell(a, 'FRN', shifted((-.1, -.1, -.09))),
+             **cell(papers_ref('ssdlite'), 'BN', shifted((.05,) * 3), batch=16)}
+    (row,) = advice(table)
+    assert (row['detector'], row['best'], row['tied'], row['variants']) == (
+        'SSDLite', 'DNB', ['GN'], [''])
+    assert len(row['ap']['']) == 3 and row['ref'][''] == pytest.approx([.35, .37, .36])
+    md = '\n'.join(advice_markdown([row], 'study/x.png'))
+    assert '| SSDLite | **DNB** | 34.0 ± 1.1 (benchmark only) | GN |' in md and 'x.png' in md
+    # the second variant: GN is significantly worse there, so no longer as good
+    table.update({**cell(b, 'DNB', BASE), **cell(b, 'GN', shifted((-.02, -.021, -.019)))})
+    assert advice(table)[0]['tied'] == []
+    assert advice({}) == [] and 'not measured yet' in advice_markdown([])[0]
+    assert curve_points(table) == {'BN': [(16, pytest.approx([.35, .37, .36])),
+                                          (2, list(BASE))],
+                                   'DNB': [(2, pytest.approx(list(shifted((.03, .031, .029)))))],
+                                   'GN': [(2, pytest.approx(list(shifted((.02, .04, .03)))))]}

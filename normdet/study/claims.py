@@ -18,6 +18,10 @@ lists them) are fixed before looking at the numbers:
   reference did not, or A is significantly worse than the reference (p < 0.05) by more than
   3 AP; **not reproduced** when every run of A finished and A is not significantly worse than
   the reference by that much; the rest is **inconclusive**.
+- The papers' protocol (8 processes of 2) runs every comparison on both variants of the benchmark:
+  it is **reproduced** only where it is reproduced on both, **not reproduced** where either
+  variant rules it not reproduced, and **inconclusive** otherwise (including while the second
+  variant has no runs).
 - Floor: a "beats" or "matches" comparison in which both sides average below 2 AP is
   **inconclusive** (neither detector has started to detect; the difference is noise). This
   rule was added after the first runs of the study showed GN and FRN near 0 AP at the budgeted
@@ -25,8 +29,8 @@ lists them) are fixed before looking at the numbers:
 """
 import os.path as osp
 
-from .plan import (DN_SC_NORMALIZED, LR_MULTS, MASK_RCNN, MASK_RCNN_BN16, RETINANET,
-                   RETINANET_BN16, SSDLITE, ssdlite_lr)
+from .plan import (DN_SC_NORMALIZED, LR_MULTS, MASK_RCNN, MASK_RCNN_BN16, PAPERS_DETECTORS,
+                   RETINANET, RETINANET_BN16, SSDLITE, VARIANT_B, papers, papers_ref, ssdlite_lr)
 from .runs import ap, collect, mark_duplicates
 from .stats import mean_std, t_test
 
@@ -106,6 +110,67 @@ def verdict(kind: str, c: dict) -> tuple:
     raise ValueError(kind)
 
 
+NAMES = dict(ssdlite='SSDLite', retinanet='RetinaNet', mask_rcnn='Mask R-CNN')
+REF = 'SyncBN reference'
+ONE_PROCESS = (" [the one-process study: 2 images per GPU is 1 process of 2, the optimizer on 2; "
+               "not the papers' protocol]")
+
+
+def papers_claims_for(parts) -> list:
+    """The claims ruled on the papers' protocol (normdet.study.plan.papers_parts), in
+    ``claims_for``'s form, each comparison with a sixth item: its two cells on the benchmark's
+    second variant."""
+    by_claim = {k: [] for k in ('mabn', 'frn', 'dnb', 'dnc', 'rbn')}
+    for det in PAPERS_DETECTORS:
+        part, ref, name = papers(det), papers_ref(det), NAMES[det]
+        if part not in parts:
+            continue
+
+        def row(label, kind, a, b, task='bbox'):
+            cells = [(p, n, bs) for p, n, bs in (a, b)]
+            both = [(p + VARIANT_B, n, bs) for p, n, bs in cells]
+            mask = ' (mask AP)' if task == 'segm' else ''
+            return (f'{name}{mask}: {label}', kind, cells[0], cells[1], task, tuple(both))
+
+        small = lambda norm: (part, norm, 2)  # noqa: E731
+        tasks = ('bbox', 'segm') if det == MASK_RCNN else ('bbox', )
+        for task in tasks:
+            by_claim['mabn'] += [row('MABN beats BN (8 x 2)', 'beats', small('MABN'), small('BN'),
+                                     task),
+                                 row(f'MABN (8 x 2) matches the {REF}', 'matches', small('MABN'),
+                                     (ref, 'BN', 16), task)]
+        by_claim['frn'] += [row('FRN beats GN (8 x 2)', 'beats', small('FRN'), small('GN')),
+                            row('FRN beats BN (8 x 2)', 'beats', small('FRN'), small('BN'))]
+        by_claim['dnb'].append(row('DN-B beats BN (8 x 2)', 'beats', small('DNB'), small('BN')))
+        if det == SSDLITE:
+            by_claim['dnb'].append(row('DN-B beats BN (1 x 16)', 'beats', (ref, 'DNB', 16),
+                                       (ref, 'BN', 16)))
+        by_claim['dnc'].append(row('DN-C does not train normally (8 x 2, vs BN)', 'fails',
+                                   small('DNC'), small('BN')))
+        by_claim['rbn'].append(row('RBN beats BN (8 x 2)', 'beats', small('RBN'), small('BN')))
+    texts = dict(
+        mabn="MABN (Yan et al. 2020): at 2 images per GPU MABN beats BN and matches SyncBN",
+        frn='FRN (Singh & Krishnan 2020): FRN beats GN and BN at 2 images per GPU',
+        dnb='DN-B (Liu et al. 2021): DN-B beats BN',
+        dnc='DN-C (Liu et al. 2021): DN-C "can\'t train normally"',
+        rbn="Revisiting BN (Davis & Frank): RBN's initialisation and update beat BN")
+    return [(f'papers_{k}', texts[k] + " (the papers' protocol, 8 processes of 2, both "
+             'variants of the benchmark)', rows) for k, rows in by_claim.items() if rows]
+
+
+def combine(first: tuple, second: tuple, second_n: int) -> tuple:
+    """One verdict from a comparison's verdicts on the benchmark's two variants (the rule of the
+    module docstring); ``second_n``: the second variant's paired seeds."""
+    if not second_n:
+        return 'inconclusive', f'{first[0]} on the benchmark; the second variant has no runs yet'
+    both = f'benchmark: {first[0]} ({first[1]}); second variant: {second[0]} ({second[1]})'
+    if first[0] == second[0] == 'reproduced':
+        return 'reproduced', both
+    if 'not reproduced' in (first[0], second[0]):
+        return 'not reproduced', both
+    return 'inconclusive', both
+
+
 def claims_for(parts) -> list:
     """The claims, as (id, the paper's claim, [(label, kind, (part, norm, batch) claimed better,
     (part, norm, batch) other, task)]): the comparisons of the parts in ``parts`` (the names of
@@ -172,7 +237,7 @@ def claims_for(parts) -> list:
                         ("SSDLite: DN-B with the raw SC input beats the normalized (16/GPU)",
                          'beats', (SSDLITE, 'DNB', 16), (DN_SC_NORMALIZED, 'DNB', 16),
                          'bbox')]))
-    return out
+    return [(cid, text + ONE_PROCESS, rows) for cid, text, rows in out]
 
 
 def collect_parts(plan, work_dir: str) -> dict:
@@ -191,13 +256,19 @@ def rule_claims(parts_runs: dict) -> list:
     """Every claim of the parts with runs, each comparison with its ``compare`` and
     ``verdict``."""
     table = runs_by(parts_runs)
+    have = {p for p, rs in parts_runs.items() if rs}
     results = []
-    for cid, text, rows in claims_for({p for p, rs in parts_runs.items() if rs}):
+    for cid, text, rows in papers_claims_for(have) + claims_for(have):
         ruled = []
-        for label, kind, ka, kb, task in rows:
+        for label, kind, ka, kb, task, *also in rows:
             c = compare(table.get(ka, {}), table.get(kb, {}), task)
-            ruled.append(dict(label=label, kind=kind, a=ka, b=kb, task=task, cmp=c,
-                              verdict=verdict(kind, c)))
+            r = dict(label=label, kind=kind, a=ka, b=kb, task=task, cmp=c, verdict=verdict(kind, c))
+            if also:  # the papers' protocol: the same comparison on the second variant
+                (ka2, kb2), = also
+                c2 = compare(table.get(ka2, {}), table.get(kb2, {}), task)
+                r.update(cmp_b=c2, verdict_a=r['verdict'], verdict_b=verdict(kind, c2),
+                         verdict=combine(r['verdict'], verdict(kind, c2), c2['n']))
+            ruled.append(r)
         results.append(dict(id=cid, text=text, rows=ruled))
     return results
 

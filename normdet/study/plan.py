@@ -13,20 +13,37 @@ DEFAULT_EPOCHS = ['ssdlite=4', 'retinanet=2', 'mask_rcnn=1']  # the 3-hour budge
 LR_MULTS = (2, 4)  # the ssdlite_lr<mult>x parts
 
 # The papers' experiment (issue 31): 8 processes of 2 images, so that each batch-statistics norm
-# sees its own process's 2 images and the optimizer 16; SyncBN over the 8 is the large-batch
-# reference, BN per process the small-batch baseline. PAPERS_RECIPE: the --cfg-options of the
-# recipe chosen by the recipe screen (docs/study/recipe.md), the same for every norm; until it is
-# chosen these parts are optional (run only when --parts names them).
-PAPERS_NORMS = ['SyncBN', 'BN', 'GN', 'FRN', 'MABN', 'DNB', 'DNC', 'RBN']
+# sees its own process's 2 images and the optimizer 16; BN per process is the small-batch baseline.
+# The large-batch reference is SyncBN over the 8. On a CPU machine SyncBN's ~150 all-reduces an
+# iteration cost 15.5x (docs/performance.md), so the reference part trains its one-process
+# equivalent, BN over 16 images in one process: the same batch statistics
+# (tests/test_dist_layers.py), the same 16 images an iteration (mmengine's sampler draws one
+# permutation per seed and epoch either way), the same iterations and LR. PAPERS_RECIPE: the
+# --cfg-options of the recipe chosen by the recipe screen (docs/study/recipe.md), the same for
+# every norm. These parts are optional (run only when --parts names them): they take days here.
+PAPERS_NORMS = ['BN', 'GN', 'FRN', 'MABN', 'DNB', 'DNC', 'RBN']
 PAPERS_RECIPE = []
 PAPERS_EPOCHS = dict(ssdlite=12, retinanet=4, mask_rcnn=2)
-CURVE_NORMS = ['BN', 'SyncBN', 'GN', 'MABN', 'DNB']  # the small-batch curve's
+REF_SEEDS = [0, 1, 2, 3, 4]     # the reference's spread: 5 seeds
+CURVE_NORMS = ['BN', 'GN', 'MABN', 'DNB']  # the small-batch curve's (SyncBN's is the reference)
+VARIANT_B = '_b'                # the parts on the benchmark's second variant end in it
 
 # the parts' names, as the claims name them
 DN_SC_NORMALIZED = 'dn_sc_normalized'
 SSDLITE = 'ssdlite'
 RETINANET, RETINANET_BN16 = 'retinanet', 'retinanet_bn16'
 MASK_RCNN, MASK_RCNN_BN16 = 'mask_rcnn', 'mask_rcnn_bn16'
+PAPERS_DETECTORS = ('ssdlite', 'retinanet', 'mask_rcnn')
+
+
+def papers(detector: str, variant: str = '') -> str:
+    """The part of ``detector``'s 8-process runs (``variant``: '' or VARIANT_B)."""
+    return f'papers_{detector}{variant}'
+
+
+def papers_ref(detector: str, variant: str = '') -> str:
+    """The part of ``detector``'s large-batch reference (BN over 16 images in one process)."""
+    return f'papers_{detector}_ref{variant}'
 
 
 def ssdlite_lr(mult: int) -> str:
@@ -81,32 +98,7 @@ def plans(epochs: dict) -> dict:
         Part(MASK_RCNN_BN16, 'mini/mask_rcnn', ['BN'], [16], mrc, seeds=RCNN_SEEDS,
              what='Mask R-CNN-R18, BN at 16 images per GPU (the large-batch reference)'),
     ]
-    papers = dict(gpus=8, optional=True, options=PAPERS_RECIPE)
-    full += [
-        Part('papers_ssdlite', 'mini/ssdlite', PAPERS_NORMS, [2], PAPERS_EPOCHS['ssdlite'],
-             **papers, what="SSDLite, the papers' protocol: 8 processes of 2 images (the "
-                            'optimizer sees 16); SyncBN over the 8 is the large-batch reference'),
-        Part('papers_ssdlite_ref', 'mini/ssdlite', ['SyncBN'], [2], PAPERS_EPOCHS['ssdlite'],
-             seeds=[3, 4], **papers, what="the reference's seeds 3 and 4 (its spread over 5)"),
-        Part('papers_ssdlite_b', 'mini/ssdlite', PAPERS_NORMS, [2], PAPERS_EPOCHS['ssdlite'],
-             gpus=8, optional=True, options=PAPERS_RECIPE + ['synthetic_data=benchmark_b'],
-             what="papers_ssdlite on the benchmark's second variant (benchmark_b): a claim is "
-                  'reproduced only where it holds on both'),
-        Part('papers_retinanet', 'mini/retinanet', PAPERS_NORMS, [2],
-             PAPERS_EPOCHS['retinanet'], **papers,
-             what="RetinaNet-R18, the papers' protocol (8 processes of 2)"),
-        Part('papers_mask_rcnn', 'mini/mask_rcnn', PAPERS_NORMS, [2],
-             PAPERS_EPOCHS['mask_rcnn'], **papers,
-             what="Mask R-CNN-R18, the papers' protocol (8 processes of 2)"),
-        # the small-batch curve: AP against images per process at a total batch of 16 (1 process
-        # of 16 is the ssdlite part's batch 16 at the same recipe, 8 of 2 papers_ssdlite)
-        Part('curve_4x4', 'mini/ssdlite', CURVE_NORMS, [4], PAPERS_EPOCHS['ssdlite'],
-             gpus=4, optional=True, options=PAPERS_RECIPE,
-             what='the small-batch curve: 4 processes of 4 images'),
-        Part('curve_16x1', 'mini/ssdlite', ['SyncBN', 'GN'], [1], PAPERS_EPOCHS['ssdlite'],
-             gpus=16, optional=True, options=PAPERS_RECIPE,
-             what='the small-batch curve: 16 processes of 1 image (the norms that allow it)'),
-    ]
+    full += papers_parts()
     smoke = [Part('smoke', 'mini/ssdlite', ['BN', 'GN'], [2], 1, seeds=[0],
                   options=['synthetic_data=tiny'],
                   what='CI smoke: two one-epoch runs on 16 images'),
@@ -115,6 +107,41 @@ def plans(epochs: dict) -> dict:
                   what="CI smoke of the papers' protocol: 2 processes of 2 images, SyncBN over "
                        'both against BN in each')]
     return dict(full=full, smoke=smoke)
+
+
+def papers_parts() -> list:
+    """The papers' experiment: per detector and benchmark variant, the norms at 8 processes of 2
+    and the reference; then the small-batch curve on SSDLite."""
+    parts = []
+    for det in PAPERS_DETECTORS:
+        epochs, seeds, ssd = PAPERS_EPOCHS[det], SEEDS, det == 'ssdlite'
+        for variant in ('', VARIANT_B):
+            options = PAPERS_RECIPE + (['synthetic_data=benchmark_b'] if variant else [])
+            on = " on the benchmark's second variant (benchmark_b)" if variant else ''
+            parts += [
+                Part(papers(det, variant), f'mini/{det}', PAPERS_NORMS, [2], epochs, seeds=seeds,
+                     gpus=8, optional=True, options=options,
+                     what=f"{det}, the papers' protocol{on}: 8 processes of 2 images, each "
+                          'batch-statistics norm on its own process\'s 2, the optimizer on 16'),
+                Part(papers_ref(det, variant), f'mini/{det}', ['BN'] + (['DNB'] if ssd else []),
+                     [16], epochs, seeds=REF_SEEDS if ssd and not variant else seeds,
+                     optional=True, options=options,
+                     what=f'{det}, the large-batch reference{on}: BN over 16 images in one '
+                          'process, which computes what SyncBN over 8 processes of 2 does' +
+                          (" (and DN-B at 16, the DN paper's claim at a large batch)" if ssd
+                           else ''))]
+    # AP against images per process at a total batch of 16 (8 of 2: papers_ssdlite)
+    ssd = PAPERS_EPOCHS['ssdlite']
+    parts += [Part('curve_1x16', 'mini/ssdlite', ['GN', 'MABN'], [16], ssd, optional=True,
+                   options=PAPERS_RECIPE, what='the small-batch curve: 1 process of 16 images '
+                                               '(BN and DN-B: papers_ssdlite_ref)'),
+              Part('curve_4x4', 'mini/ssdlite', CURVE_NORMS, [4], ssd, gpus=4, optional=True,
+                   options=PAPERS_RECIPE, what='the small-batch curve: 4 processes of 4 images'),
+              Part('curve_16x1', 'mini/ssdlite', ['GN'], [1], ssd, gpus=16, optional=True,
+                   options=PAPERS_RECIPE,
+                   what='the small-batch curve: 16 processes of 1 image (GN: the only one of '
+                        'the curve\'s norms that normalizes a single image)')]
+    return parts
 
 
 def epochs_of(specs) -> dict:

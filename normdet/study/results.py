@@ -10,6 +10,7 @@ import shlex
 from normdet.utils.errors import DataNotFoundError
 from normdet.utils.io import atomic_write
 
+from .advice import CURVE_PNG, advice, advice_markdown, curve_points, plot_curve
 from .claims import collect_parts, overall, rule_claims, runs_by, verdict_rules
 from .report import mean_pm, write_study
 from .runs import ap
@@ -25,11 +26,20 @@ def _fmt_p(p) -> str:
     return '-' if isinstance(p, float) and math.isnan(p) else f'{p:.3f}'
 
 
+def _d(c) -> str:
+    if c['n'] > 1:
+        return f'{100 * c["mean"]:+.2f} ± {100 * c["std"]:.2f}'
+    return f'{100 * c["mean"]:+.2f}' if c['n'] else '-'
+
+
 def results_markdown(plan, parts_runs, results, argv, extra: str = '') -> str:
     """The Markdown of docs/results.md; ``argv``: the tools/study.py options that regenerate it,
     ``extra``: Markdown appended (the notes written after the runs)."""
     cmd = 'python tools/study.py ' + ' '.join(shlex.quote(a) for a in argv)
+    table = runs_by(parts_runs)
+    figure = f'study/{CURVE_PNG}' if curve_points(table) else None  # write_results draws it
     lines = ['# Results: the papers\' claims on the embedded benchmark', '',
+             *advice_markdown(advice(table), figure), '',
              'Regenerate everything (resumable: it trains only the runs still missing, then '
              'writes this file and `docs/study/`):', '', '```bash',
              f'bash tools/env.sh {cmd.strip()}', '```', '',
@@ -41,21 +51,23 @@ def results_markdown(plan, parts_runs, results, argv, extra: str = '') -> str:
     for res in results:
         lines.append(f"| {res['text']} | **{overall(res['rows'])}** |")
     for res in results:
+        two = any('cmp_b' in r for r in res['rows'])  # the papers' protocol: both variants
         lines += ['', f"## {res['text']}", '',
                   '| comparison | AP (%) claimed better, mean ± std | other | d (AP) mean ± std '
-                  '| p(d > 0) | p(d < 0) | seeds | verdict | why |', '|---' * 9 + '|']
+                  '| p(d > 0) | p(d < 0) | seeds | ' +
+                  ('second variant: claimed better | other | d | ' if two else '') +
+                  'verdict | why |', '|---' * (12 if two else 9) + '|']
         for r in res['rows']:
             c = r['cmp']
-            d = (f'{100 * c["mean"]:+.2f} ± {100 * c["std"]:.2f}' if c['n'] > 1 else
-                 (f'{100 * c["mean"]:+.2f}' if c['n'] else '-'))
             task = '' if r['task'] == 'bbox' else ' (mask)'
-            lines.append(f"| {r['label']}{task} | {_ms(c['a'])} | {_ms(c['b'])} | {d} | "
+            b = r.get('cmp_b')
+            second = f"{_ms(b['a'])} | {_ms(b['b'])} | {_d(b)} | " if b else ''
+            lines.append(f"| {r['label']}{task} | {_ms(c['a'])} | {_ms(c['b'])} | {_d(c)} | "
                          f"{_fmt_p(c['p_greater'])} | {_fmt_p(c['p_less'])} | {c['n']} | "
-                         f"**{r['verdict'][0]}** | {r['verdict'][1]} |")
+                         f"{second}**{r['verdict'][0]}** | {r['verdict'][1]} |")
     lines += ['', '## Every group', '',
               '| part | norm | batch/GPU | runs | AP (%) | AP50 | AP75 | not finished |',
               '|---' * 8 + '|']
-    table = runs_by(parts_runs)
     for (part, norm, batch), g in sorted(table.items(), key=lambda kv: tuple(map(str, kv[0]))):
         aps = [[v for v in (ap(r, 'bbox', key) for r in g.values()) if v is not None]
                for key in ('mAP', 'mAP_50', 'mAP_75')]
@@ -108,6 +120,7 @@ def write_results(plan, work_dir: str, out: str, argv=(), extra: str = '') -> st
         if parts_runs.get(part.name):
             write_study([osp.join(work_dir, part.name)],
                         osp.join(osp.dirname(out), 'study', part.name))
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    os.makedirs(osp.join(osp.dirname(osp.abspath(out)), 'study'), exist_ok=True)
+    plot_curve(runs_by(parts_runs), osp.join(osp.dirname(osp.abspath(out)), 'study'))
     atomic_write(out, results_markdown(plan, parts_runs, results, list(argv), extra))
     return out

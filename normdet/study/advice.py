@@ -1,0 +1,136 @@
+"""The opening screen of docs/results.md: which norm to use at 2 images per GPU on each detector,
+read from the papers' protocol (normdet.study.plan.papers_parts: 8 processes of 2 on both variants
+of the benchmark), and the small-batch curve behind it.
+
+The rule, fixed before the runs: per detector, the norms are ranked by their mean box AP at 8 x 2
+over both variants (each variant's mean, averaged). The first is the one to use; a norm is "as
+good within noise" when its paired difference from the first is not significantly negative
+(one-sided paired t-test, p >= 0.05) on either variant.
+"""
+import math
+import os.path as osp
+
+from .claims import NAMES
+from .plan import CURVE_NORMS, PAPERS_DETECTORS, VARIANT_B, papers, papers_ref
+from .runs import ap
+from .stats import mean_std, t_test
+
+ALPHA = 0.05
+CURVE_PNG = 'small_batch_curve.png'
+# (part, images per process) of the small-batch curve, at a total batch of 16
+CURVE_CELLS = (('papers_ssdlite_ref', 16), ('curve_1x16', 16), ('curve_4x4', 4),
+               ('papers_ssdlite', 2), ('curve_16x1', 1))
+
+
+def _aps(group: dict) -> dict:
+    return {s: ap(r) for s, r in group.items() if ap(r) is not None}
+
+
+def _pct(values) -> str:
+    mean, std = mean_std(values)
+    if math.isnan(mean):
+        return '-'
+    return f'{100 * mean:.1f}' + (f' ± {100 * std:.1f}' if not math.isnan(std) else '')
+
+
+def advice(table: dict) -> list:
+    """Per detector with runs of the papers' protocol: a dict of the norm to use, its APs, the
+    norms as good within noise, BN per process and the reference, by the module's rule;
+    ``table``: claims.runs_by's."""
+    out = []
+    for det in PAPERS_DETECTORS:
+        variants = [v for v in ('', VARIANT_B)
+                    if any(k[0] == papers(det, v) for k in table)]
+        if '' not in variants:
+            continue
+        aps = {v: {n: _aps(g) for (p, n, b), g in table.items() if p == papers(det, v)}
+               for v in variants}
+        norms = [n for n, a in aps[''].items() if a]
+        if not norms:
+            continue
+        score = {n: sum(mean_std(aps[v].get(n, {}).values())[0] for v in variants) / len(variants)
+                 for n in norms}
+        ranked = sorted((n for n in norms if not math.isnan(score[n])), key=score.get,
+                        reverse=True)
+        best = ranked[0]
+
+        def worse(n, v):  # n significantly below best on variant v
+            a, b = aps[v].get(n, {}), aps[v].get(best, {})
+            seeds = sorted(set(a) & set(b))
+            return t_test([a[s] - b[s] for s in seeds], 'less')[1] < ALPHA
+
+        ref = {v: _aps(table.get((papers_ref(det, v), 'BN', 16), {})) for v in variants}
+        out.append(dict(
+            detector=NAMES[det], best=best, variants=variants,
+            ap={v: list(aps[v].get(best, {}).values()) for v in variants},
+            tied=[n for n in ranked[1:] if not any(worse(n, v) for v in variants)],
+            bn={v: list(aps[v].get('BN', {}).values()) for v in variants},
+            ref={v: list(ref[v].values()) for v in variants}))
+    return out
+
+
+def advice_markdown(rows: list, figure: str = None) -> list:
+    """The opening screen's lines: the table of ``advice`` and the curve."""
+    if not rows:
+        return ["**Which norm at 2 images per GPU: not measured yet.** The papers' protocol (8 "
+                'processes of 2 images, the optional `papers_*` parts) has no finished runs; the '
+                "verdicts below come from the one-process study (its optimizer sees 2 images), "
+                "which is not the papers' experiment."]
+
+    def both(d):
+        return ' / '.join(_pct(d[v]) for v in ('', VARIANT_B) if v in d) + (
+            '' if VARIANT_B in d else ' (benchmark only)')
+    lines = ["## Which norm at 2 images per GPU", '',
+             "Box AP (%) at the papers' protocol: 8 processes of 2 images, the optimizer on 16; "
+             'benchmark / its second variant, mean ± std over seeds. The rule: '
+             '`normdet/study/advice.py`; the verdicts behind it follow.', '',
+             '| detector | use | its AP | as good within noise | BN per process | SyncBN '
+             'reference (16) |', '|---|---|---|---|---|---|']
+    for r in rows:
+        lines.append(f"| {r['detector']} | **{r['best']}** | {both(r['ap'])} | "
+                     f"{', '.join(r['tied']) or 'none'} | {both(r['bn'])} | {both(r['ref'])} |")
+    if figure:
+        lines += ['', f'![AP against images per process at a total batch of 16]({figure})']
+    return lines
+
+
+def curve_points(table: dict) -> dict:
+    """{norm: [(images per process, [APs])]} of the small-batch curve (SSDLite, benchmark)."""
+    pts = {}
+    for part, per in CURVE_CELLS:
+        for norm in CURVE_NORMS:
+            aps = list(_aps(table.get((part, norm, per), {})).values())
+            if aps:
+                pts.setdefault(norm, []).append((per, aps))
+    return pts
+
+
+def plot_curve(table: dict, out_dir: str):
+    """docs/study/small_batch_curve.png (the file name), or None without points."""
+    pts = curve_points(table)
+    if not pts:
+        return None
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for norm, xs in sorted(pts.items()):
+        xs = sorted(xs)
+        ax.errorbar([x for x, _ in xs], [100 * mean_std(a)[0] for _, a in xs],
+                    yerr=[0 if len(a) < 2 else 100 * mean_std(a)[1] for _, a in xs],
+                    marker='o', capsize=3, label=norm)
+    ref = list(_aps(table.get((papers_ref('ssdlite'), 'BN', 16), {})).values())
+    if ref:
+        ax.axhline(100 * mean_std(ref)[0], color='k', ls='--', lw=1,
+                   label='SyncBN (any layout of 16)')
+    ax.set_xscale('log', base=2)
+    ax.set_xticks([1, 2, 4, 16], labels=['1', '2', '4', '16'])
+    ax.set_xlabel('images per process (total batch 16)')
+    ax.set_ylabel('box AP (%)')
+    ax.set_title('SSDLite-mini: the small-batch curve')
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(osp.join(out_dir, CURVE_PNG), dpi=110)
+    plt.close(fig)
+    return CURVE_PNG
+
