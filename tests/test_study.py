@@ -248,3 +248,33 @@ def test_study_estimates_the_plan_from_one_seed(tmp_path):
     assert study.estimate_plan(parts, str(tmp_path), 2) is None
     with pytest.raises(ConfigError, match=r'--seeds \[7\]: no part of the plan has these seeds'):
         study.main(['--seeds', '7', '--report-only', '--work-dir', str(tmp_path)])
+
+
+def test_every_part_of_the_plan_builds_its_models():
+    """Each (config, norm, --cfg-options, images per GPU) of the full plan, the optional parts
+    (the papers' protocol, the ablations) included, prepares and builds: an option the configs do
+    not take would otherwise fail only hours into the study."""
+    import argparse
+
+    from mmdet.registry import MODELS
+    from mmengine.config import Config, DictAction
+
+    from normdet.openmmlab.engine.prepare import prepare_config
+    from normdet.study.plan import DEFAULT_EPOCHS, epochs_of, plans
+    settings = {(p.detector, n, b, tuple(p.options)) for p in
+                plans(epochs_of(DEFAULT_EPOCHS))['full'] for n, b, _ in p.runs()}
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--o', nargs='+', action=DictAction, default={})
+    built = 0
+    for detector, norm, batch, options in sorted(settings):
+        cfg = Config.fromfile(osp.join(REPO, 'configs', f'{detector}_{norm.lower()}.py'))
+        cfg.merge_from_dict(parser.parse_args(
+            ['--o', *options, f'train_dataloader.batch_size={batch}']).o)
+        model = MODELS.build(prepare_config(cfg).model)
+        extra = ' '.join(m.extra_repr() for m in model.modules()).replace("'", '')
+        for option in options:  # each option reached the layers it names
+            key, value = option.split('=')
+            if key.startswith(('norm_options.layer_args.', 'norm_options.conv_args.')):
+                assert f"{key.rsplit('.', 1)[1]}={value}" in extra, (detector, norm, option)
+        built += 1
+    assert built >= 40

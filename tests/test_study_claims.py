@@ -265,3 +265,25 @@ def test_advice_names_the_best_norm_and_those_within_noise():
                                           (2, list(BASE))],
                                    'DNB': [(2, pytest.approx(list(shifted((.03, .031, .029)))))],
                                    'GN': [(2, pytest.approx(list(shifted((.02, .04, .03)))))]}
+
+
+def test_ablations_compare_cells_the_plan_trains():
+    """Each ablation changes one thing of a cell the papers' parts train, and is ruled only where
+    both sides have runs."""
+    from normdet.study.claims import ablation_claims_for
+    plan = plans(epochs_of(DEFAULT_EPOCHS))['full']
+    cells = {(p.name, norm, batch) for p in plan for norm, batch, _ in p.runs()}
+    ruled = ablation_claims_for({p.name for p in plan})
+    assert [cid for cid, _, _ in ruled] == ['ablation_mabn', 'ablation_cenconv', 'ablation_dnc',
+                                            'ablation_gn']
+    rows = [row for _, _, rows in ruled for row in rows]
+    assert len(rows) == 6 + 2 + 3 + 4
+    parts = {p.name: p for p in plan}
+    for label, kind, a, b, task in rows:
+        assert {a, b} <= cells, label
+        pa, pb = parts[a[0]], parts[b[0]]  # same detector, layout, epochs; options differ by one
+        assert (pa.detector, pa.gpus, pa.epochs, a[2]) == (pb.detector, pb.gpus, pb.epochs, b[2])
+        assert a[1] == b[1] or kind == 'fails', label  # 'fails': against BN
+        oa, ob = (dict(o.split('=') for o in p.options) for p in (pa, pb))
+        assert len({k for k in {**oa, **ob} if oa.get(k) != ob.get(k)}) == 1, label
+    assert ablation_claims_for({'ablation_dnc_literal'}) == []

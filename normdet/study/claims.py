@@ -29,8 +29,10 @@ lists them) are fixed before looking at the numbers:
 """
 import os.path as osp
 
-from .plan import (DN_SC_NORMALIZED, LR_MULTS, MASK_RCNN, MASK_RCNN_BN16, PAPERS_DETECTORS,
-                   RETINANET, RETINANET_BN16, SSDLITE, VARIANT_B, papers, papers_ref, ssdlite_lr)
+from .plan import (ABLATION_CENCONV, ABLATION_DNC, DN_SC_NORMALIZED, GN_PLACEMENTS, LR_MULTS,
+                   MABN_MOVING, MASK_RCNN, MASK_RCNN_BN16, PAPERS_DETECTORS, RETINANET,
+                   RETINANET_BN16, SSDLITE, VARIANT_B, ablation_gn, ablation_mabn, papers,
+                   papers_ref, ssdlite_lr)
 from .runs import ap, collect, mark_duplicates
 from .stats import mean_std, t_test
 
@@ -158,6 +160,50 @@ def papers_claims_for(parts) -> list:
              'variants of the benchmark)', rows) for k, rows in by_claim.items() if rows]
 
 
+def ablation_claims_for(parts) -> list:
+    """The ablations of the anomalies (normdet.study.plan.ablation_parts), in ``claims_for``'s
+    form: each against the papers' cell it changes one thing of, in both directions where
+    neither side is the paper's claim."""
+    ssd, ret = papers('ssdlite'), papers('retinanet')
+    out = []
+
+    def both_ways(label_a, a, label_b, b):
+        return [(f'{label_a} beats {label_b}', 'beats', a, b, 'bbox'),
+                (f'{label_b} beats {label_a}', 'beats', b, a, 'bbox')]
+    rows = []
+    for m in MABN_MOVING:
+        if ablation_mabn(m) in parts and ret in parts:
+            rows += both_ways(f'RetinaNet: MABN with the {m} moving average(s) only'
+                              if m != 'none' else 'RetinaNet: MABN with no moving average',
+                              (ablation_mabn(m), 'MABN', 2), 'both (the paper)', (ret, 'MABN', 2))
+    if rows:
+        out.append(('ablation_mabn', "Ablation: which of MABN's moving averages (forward: of "
+                    'x^2, backward: of g z) decides its training, 8 x 2', rows))
+    if ABLATION_CENCONV in parts and ssd in parts:
+        out.append(('ablation_cenconv', "Ablation: CenConv on MobileNetV2's depthwise convs "
+                    '(SSDLite MABN, 8 x 2)', both_ways(
+                        'SSDLite: depthwise convs plain', (ABLATION_CENCONV, 'MABN', 2),
+                        'every conv centred', (ssd, 'MABN', 2))))
+    if ABLATION_DNC in parts and ssd in parts:
+        out.append(('ablation_dnc', "Ablation: DN-C with the paper's literal SC module (SSDLite, "
+                    '8 x 2)', [
+                        ('SSDLite: DN-C (literal SC) does not train normally (vs BN)', 'fails',
+                         (ABLATION_DNC, 'DNC', 2), (ssd, 'BN', 2), 'bbox'),
+                        *both_ways('SSDLite: DN-C residual SC', (ssd, 'DNC', 2), 'literal SC',
+                                   (ABLATION_DNC, 'DNC', 2))]))
+    gn = [pl for pl in GN_PLACEMENTS if ablation_gn(pl) in parts]
+    if gn and 'curve_1x16' in parts:
+        rows = [(f'SSDLite: GN after the {pl} convs only beats GN everywhere', 'beats',
+                 (ablation_gn(pl), 'GN', 16), ('curve_1x16', 'GN', 16), 'bbox') for pl in gn]
+        if len(gn) == 2:
+            rows += both_ways('SSDLite: GN after the depthwise convs only',
+                              (ablation_gn('depthwise'), 'GN', 16), 'after the 1x1 convs only',
+                              (ablation_gn('pointwise'), 'GN', 16))
+        out.append(('ablation_gn', 'Ablation: where GN fails inside MobileNetV2 (SSDLite, 1 x 16; '
+                    'BN after the other convs)', rows))
+    return out
+
+
 def combine(first: tuple, second: tuple, second_n: int) -> tuple:
     """One verdict from a comparison's verdicts on the benchmark's two variants (the rule of the
     module docstring); ``second_n``: the second variant's paired seeds."""
@@ -258,7 +304,7 @@ def rule_claims(parts_runs: dict) -> list:
     table = runs_by(parts_runs)
     have = {p for p, rs in parts_runs.items() if rs}
     results = []
-    for cid, text, rows in papers_claims_for(have) + claims_for(have):
+    for cid, text, rows in papers_claims_for(have) + ablation_claims_for(have) + claims_for(have):
         ruled = []
         for label, kind, ka, kb, task, *also in rows:
             c = compare(table.get(ka, {}), table.get(kb, {}), task)

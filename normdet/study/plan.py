@@ -98,7 +98,7 @@ def plans(epochs: dict) -> dict:
         Part(MASK_RCNN_BN16, 'mini/mask_rcnn', ['BN'], [16], mrc, seeds=RCNN_SEEDS,
              what='Mask R-CNN-R18, BN at 16 images per GPU (the large-batch reference)'),
     ]
-    full += papers_parts()
+    full += papers_parts() + ablation_parts()
     smoke = [Part('smoke', 'mini/ssdlite', ['BN', 'GN'], [2], 1, seeds=[0],
                   options=['synthetic_data=tiny'],
                   what='CI smoke: two one-epoch runs on 16 images'),
@@ -141,6 +141,48 @@ def papers_parts() -> list:
                    options=PAPERS_RECIPE,
                    what='the small-batch curve: 16 processes of 1 image (GN: the only one of '
                         'the curve\'s norms that normalizes a single image)')]
+    return parts
+
+
+# The anomalies of issue 31, each an ablation part against a cell of the papers' parts
+ABLATION_CENCONV = 'ablation_mabn_plain_depthwise'
+ABLATION_DNC = 'ablation_dnc_literal'
+MABN_MOVING = ('forward', 'backward', 'none')  # 'both', the paper's, is papers_retinanet's MABN
+GN_PLACEMENTS = ('depthwise', 'pointwise')
+
+
+def ablation_mabn(moving: str) -> str:
+    return f'ablation_mabn_moving_{moving}'
+
+
+def ablation_gn(placement: str) -> str:
+    return f'ablation_gn_{placement}'
+
+
+def ablation_parts() -> list:
+    """The ablations of the anomalies, at the papers' recipe on the benchmark: MABN's moving
+    averages one at a time (RetinaNet, 8 x 2, where MABN's loss rose after warmup_iters),
+    CenConv without centring MobileNetV2's depthwise convs and DN-C's literal SC module (SSDLite,
+    8 x 2), GN after the depthwise or the 1x1 convs only (SSDLite, 1 x 16: GN does not depend on
+    the batch, and its everywhere-placement is curve_1x16's GN)."""
+    ssd, ret = PAPERS_EPOCHS['ssdlite'], PAPERS_EPOCHS['retinanet']
+    parts = [Part(ablation_mabn(m), 'mini/retinanet', ['MABN'], [2], ret, gpus=8, optional=True,
+                  options=PAPERS_RECIPE + [f'norm_options.layer_args.moving_averages={m}'],
+                  what=f"MABN with moving_averages={m!r} (RetinaNet, 8 x 2; against "
+                       "papers_retinanet's MABN, which keeps both)") for m in MABN_MOVING]
+    parts += [Part(ABLATION_CENCONV, 'mini/ssdlite', ['MABN'], [2], ssd, gpus=8, optional=True,
+                   options=PAPERS_RECIPE + ['norm_options.conv_args.centre_depthwise=False'],
+                   what="MABN with MobileNetV2's depthwise convs not weight-centred (SSDLite, "
+                        "8 x 2; against papers_ssdlite's MABN, which centres every conv)"),
+              Part(ABLATION_DNC, 'mini/ssdlite', ['DNC'], [2], ssd, gpus=8, optional=True,
+                   options=PAPERS_RECIPE + ['norm_options.layer_args.sc_form=literal'],
+                   what="DN-C with the paper's literal SC module, which generates the whole "
+                        "scale and shift (SSDLite, 8 x 2; against papers_ssdlite's DN-C, the "
+                        'residual form, and BN)')]
+    parts += [Part(ablation_gn(pl), 'mini/ssdlite', ['GN'], [16], ssd, optional=True,
+                   options=PAPERS_RECIPE + [f'norm_options.placement={pl}'],
+                   what=f"GN after MobileNetV2's {pl} convs only, BN after the rest (SSDLite, "
+                        "1 x 16; against curve_1x16's GN everywhere)") for pl in GN_PLACEMENTS]
     return parts
 
 
