@@ -182,9 +182,12 @@ def test_sweep_2x2_on_cpu(tmp_path):
     assert '[sweep 4/4]' in r.stdout and 'about' in r.stdout
     # progress: the run's iteration lines as they come
     assert re.search(r'\[sweep 2/4\] ssdlite_bn_b2_s0_\w+: Epoch\(train\) \[1\]', r.stdout)
-    status = {d.rsplit('_', 1)[0]: json.loads((tmp_path / 'sweep' / d / 'sweep_run.json')
-                                              .read_text())['status']
-              for d in os.listdir(tmp_path / 'sweep') if d.startswith('ssdlite')}
+    info = {d.rsplit('_', 1)[0]: json.loads((tmp_path / 'sweep' / d / 'sweep_run.json')
+                                            .read_text())
+            for d in os.listdir(tmp_path / 'sweep') if d.startswith('ssdlite')}
+    status = {k: v['status'] for k, v in info.items()}
+    # the CPU time of the run's own processes: a training run uses at least a second of it
+    assert all(v['cpu_s'] > 1 and v['wall_s'] > 0 for v in info.values())
     assert status == {'ssdlite_bn_b1_s0': 'failed', 'ssdlite_bn_b2_s0': 'done',
                       'ssdlite_gn_b1_s0': 'done', 'ssdlite_gn_b2_s0': 'done'}
     md = (tmp_path / 'sweep' / 'report' / 'report.md').read_text()

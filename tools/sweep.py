@@ -26,6 +26,7 @@ import json
 import os
 import os.path as osp
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -110,11 +111,18 @@ def command(args, norm, batch, seed, run_dir):
     return head + ['--work-dir', run_dir, *resume, '--cfg-options', *options]
 
 
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children and theirs: a run's
+    training processes, however many (tools/dist_train.sh's torchrun waits for its workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_one(args, norm, batch, seed, run_dir, prefix):
     """Train one run; its output goes to run_dir/sweep.log, its progress lines to the console."""
     os.makedirs(run_dir, exist_ok=True)
     cmd = command(args, norm, batch, seed, run_dir)
-    start = time.monotonic()
+    start, cpu = time.monotonic(), _children_cpu()
     with open(osp.join(run_dir, 'sweep.log'), 'a') as log, subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO, text=True,
             errors='replace') as proc:
@@ -128,7 +136,8 @@ def run_one(args, norm, batch, seed, run_dir, prefix):
     status = 'done' if rc == 0 else 'diverged' if DIVERGED.search(text) else 'failed'
     info = dict(detector=args.detector, norm=norm, batch=batch, gpus=args.gpus, seed=seed,
                 status=status,
-                returncode=rc, wall_s=round(time.monotonic() - start, 1), command=cmd,
+                returncode=rc, wall_s=round(time.monotonic() - start, 1),
+                cpu_s=round(_children_cpu() - cpu, 1), command=cmd,
                 options_key=options_key(args, norm), data_root=args.data_root)
     from normdet.utils.io import atomic_write
     atomic_write(osp.join(run_dir, 'sweep_run.json'), json.dumps(info, indent=2))

@@ -101,7 +101,14 @@ def _completeness(plan, parts_runs) -> list:
             (' The comparisons of the missing runs are inconclusive (no paired seeds) until '
              'the command above trains them (it trains only what is missing).'
              if finished < planned else ''))
-    return [head, '', '| part | planned runs | finished |', '|---|---|---|', *rows]
+    runs = [r for rs in parts_runs.values() for r in rs or []]
+    wall = sum(r.get('wall_s') or 0 for r in runs)
+    cpu = [r['cpu_s'] for r in runs if r.get('cpu_s')]
+    cost = (f'Cost of the {len(runs)} runs found: {wall / 3600:.1f} h of wall time (each run\'s '
+            'own, on the 2-core machine, often two at a time)' +
+            (f'; CPU time (user + system of all its processes) recorded for {len(cpu)} of them: '
+             f'{sum(cpu) / 3600:.1f} h.' if cpu else '.'))
+    return [head, '', cost, '', '| part | planned runs | finished |', '|---|---|---|', *rows]
 
 
 def write_results(plan, work_dir: str, out: str, argv=(), extra: str = '') -> str:

@@ -117,7 +117,8 @@ def read_run(work_dir: str):
     what = dict(detector=info.get('detector'), norm=info.get('norm'), batch=info.get('batch'),
                 gpus=info.get('gpus', 1), dataset=info.get('data_root'), schedule=None,
                 seed=info.get('seed'))
-    run = dict(work_dir=work_dir, status=info.get('status'), notes=[])
+    run = dict(work_dir=work_dir, status=info.get('status'), notes=[], wall_s=info.get('wall_s'),
+               cpu_s=info.get('cpu_s'))
     if report is not None:
         _update(what, _describe_report(report))
     elif config := dumped_config(work_dir):
