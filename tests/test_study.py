@@ -281,3 +281,17 @@ def test_every_part_of_the_plan_builds_its_models():
                 assert f"{key.rsplit('.', 1)[1]}={value}" in extra, (detector, norm, option)
         built += 1
     assert built >= 40
+
+
+def test_study_parts_by_name_or_pattern(tmp_path, capsys):
+    """--parts takes names and shell patterns; one that matches no part is refused, naming the
+    plan's parts."""
+    study = tool('study')
+    with pytest.raises(ConfigError, match=r"unknown parts \['papers_yolo\*'\]; the full plan has "
+                                          r'dn_sc_normalized, ssdlite'):
+        study.main(['--parts', 'papers_yolo*', '--report-only', '--work-dir', str(tmp_path)])
+    full = study.plans(study.epochs_of(study.DEFAULT_EPOCHS))['full']
+    assert [p.name for p in study.select_parts(full, ['papers_ssdlite*', 'ablation_gn_*',
+                                                      'ssdlite'])] == [
+        'ssdlite', 'papers_ssdlite', 'papers_ssdlite_ref', 'papers_ssdlite_b',
+        'papers_ssdlite_ref_b', 'ablation_gn_depthwise', 'ablation_gn_pointwise']

@@ -17,6 +17,7 @@ whole plan takes on this machine.
 import argparse
 import concurrent.futures
 import dataclasses
+import fnmatch
 import glob
 import heapq
 import os
@@ -41,7 +42,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Run the norm study and write docs/results.md')
     p.add_argument('--plan', default='full', choices=['full', 'smoke'])
     p.add_argument('--parts', nargs='+',
-                   help='only these parts (default: every part of the plan but the optional)')
+                   help='only these parts, by name or shell pattern (\'papers_*\'; default: every '
+                        'part of the plan but the optional)')
     p.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'study'))
     p.add_argument('--jobs', type=positive_int, default=2, help='runs trained at a time')
     p.add_argument('--seeds', nargs='+', type=int,
@@ -135,16 +137,22 @@ def estimate_plan(parts, work_dir: str, jobs: int):
     return max(free), len(cost)
 
 
+def select_parts(parts, patterns, plan='full') -> list:
+    """The parts named by ``patterns`` (names or shell patterns, 'papers_ssdlite*'), in the
+    plan's order; a pattern that matches no part is refused."""
+    unknown = [a for a in patterns if not any(fnmatch.fnmatchcase(p.name, a) for p in parts)]
+    if unknown:
+        raise ConfigError(f'unknown parts {sorted(unknown)}; the {plan} plan has '
+                          f'{", ".join(p.name for p in parts)}')
+    return [p for p in parts if any(fnmatch.fnmatchcase(p.name, a) for a in patterns)]
+
+
 def main(argv=None):
     args = parse_args(argv)
     epochs = epochs_of(args.epochs)
     parts = plans(epochs)[args.plan]
     if args.parts:
-        unknown = set(args.parts) - {p.name for p in parts}
-        if unknown:
-            raise ConfigError(f'unknown parts {sorted(unknown)}; the {args.plan} plan has '
-                              f'{", ".join(p.name for p in parts)}')
-        parts = [p for p in parts if p.name in args.parts]
+        parts = select_parts(parts, args.parts, args.plan)
     else:
         parts = [p for p in parts if not p.optional]
     planned = parts
