@@ -16,9 +16,11 @@ LR_MULTS = (2, 4)  # the ssdlite_lr<mult>x parts
 # sees its own process's 2 images and the optimizer 16; BN per process is the small-batch baseline.
 # The large-batch reference is SyncBN over the 8. On a CPU machine SyncBN's ~150 all-reduces an
 # iteration cost 15.5x (docs/performance.md), so the reference part trains its one-process
-# equivalent, BN over 16 images in one process: the same batch statistics
-# (tests/test_dist_layers.py), the same 16 images an iteration (mmengine's sampler draws one
-# permutation per seed and epoch either way), the same iterations and LR. PAPERS_RECIPE: the
+# equivalent, BN over 16 images in one process: the same batch statistics over an iteration's 16
+# images (tests/test_dist_layers.py), the same iterations and LR; each iteration's 16 images are
+# one slice of the epoch's permutation in both layouts (mmengine's sampler deals process r the
+# indices r, r + 8, ...). What still differs: each process normalises its loss by its own
+# positives, and draws its own augmentations. PAPERS_RECIPE: the
 # --cfg-options of the recipe chosen by the recipe screen (docs/study/recipe.md), the same for
 # every norm. These parts are optional (run only when --parts names them): they take days here.
 PAPERS_NORMS = ['BN', 'GN', 'FRN', 'MABN', 'DNB', 'DNC', 'RBN']
