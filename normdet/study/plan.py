@@ -24,7 +24,7 @@ LR_MULTS = (2, 4)  # the ssdlite_lr<mult>x parts
 # --cfg-options of the recipe chosen by the recipe screen (docs/study/recipe.md), the same for
 # every norm. These parts are optional (run only when --parts names them): they take days here.
 PAPERS_NORMS = ['BN', 'GN', 'FRN', 'MABN', 'DNB', 'DNC', 'RBN']
-PAPERS_RECIPE = []
+PAPERS_RECIPE = dict(ssdlite=[], retinanet=[], mask_rcnn=[])  # --cfg-options per detector
 PAPERS_EPOCHS = dict(ssdlite=12, retinanet=4, mask_rcnn=2)
 REF_SEEDS = [0, 1, 2, 3, 4]     # the reference's spread: 5 seeds
 CURVE_NORMS = ['BN', 'GN', 'MABN', 'DNB']  # the small-batch curve's (SyncBN's is the reference)
@@ -118,7 +118,7 @@ def papers_parts() -> list:
     for det in PAPERS_DETECTORS:
         epochs, seeds, ssd = PAPERS_EPOCHS[det], SEEDS, det == 'ssdlite'
         for variant in ('', VARIANT_B):
-            options = PAPERS_RECIPE + (['synthetic_data=benchmark_b'] if variant else [])
+            options = PAPERS_RECIPE[det] + (['synthetic_data=benchmark_b'] if variant else [])
             on = " on the benchmark's second variant (benchmark_b)" if variant else ''
             parts += [
                 Part(papers(det, variant), f'mini/{det}', PAPERS_NORMS, [2], epochs, seeds=seeds,
@@ -133,14 +133,14 @@ def papers_parts() -> list:
                           (" (and DN-B at 16, the DN paper's claim at a large batch)" if ssd
                            else ''))]
     # AP against images per process at a total batch of 16 (8 of 2: papers_ssdlite)
-    ssd = PAPERS_EPOCHS['ssdlite']
+    ssd, opts = PAPERS_EPOCHS['ssdlite'], PAPERS_RECIPE['ssdlite']
     parts += [Part('curve_1x16', 'mini/ssdlite', ['GN', 'MABN'], [16], ssd, optional=True,
-                   options=PAPERS_RECIPE, what='the small-batch curve: 1 process of 16 images '
-                                               '(BN and DN-B: papers_ssdlite_ref)'),
+                   options=opts, what='the small-batch curve: 1 process of 16 images (BN and '
+                                      'DN-B: papers_ssdlite_ref)'),
               Part('curve_4x4', 'mini/ssdlite', CURVE_NORMS, [4], ssd, gpus=4, optional=True,
-                   options=PAPERS_RECIPE, what='the small-batch curve: 4 processes of 4 images'),
+                   options=opts, what='the small-batch curve: 4 processes of 4 images'),
               Part('curve_16x1', 'mini/ssdlite', ['GN'], [1], ssd, gpus=16, optional=True,
-                   options=PAPERS_RECIPE,
+                   options=opts,
                    what='the small-batch curve: 16 processes of 1 image (GN: the only one of '
                         'the curve\'s norms that normalizes a single image)')]
     return parts
@@ -168,21 +168,22 @@ def ablation_parts() -> list:
     8 x 2), GN after the depthwise or the 1x1 convs only (SSDLite, 1 x 16: GN does not depend on
     the batch, and its everywhere-placement is curve_1x16's GN)."""
     ssd, ret = PAPERS_EPOCHS['ssdlite'], PAPERS_EPOCHS['retinanet']
+    ssd_opts, ret_opts = PAPERS_RECIPE['ssdlite'], PAPERS_RECIPE['retinanet']
     parts = [Part(ablation_mabn(m), 'mini/retinanet', ['MABN'], [2], ret, gpus=8, optional=True,
-                  options=PAPERS_RECIPE + [f'norm_options.layer_args.moving_averages={m}'],
+                  options=ret_opts + [f'norm_options.layer_args.moving_averages={m}'],
                   what=f"MABN with moving_averages={m!r} (RetinaNet, 8 x 2; against "
                        "papers_retinanet's MABN, which keeps both)") for m in MABN_MOVING]
     parts += [Part(ABLATION_CENCONV, 'mini/ssdlite', ['MABN'], [2], ssd, gpus=8, optional=True,
-                   options=PAPERS_RECIPE + ['norm_options.conv_args.centre_depthwise=False'],
+                   options=ssd_opts + ['norm_options.conv_args.centre_depthwise=False'],
                    what="MABN with MobileNetV2's depthwise convs not weight-centred (SSDLite, "
                         "8 x 2; against papers_ssdlite's MABN, which centres every conv)"),
               Part(ABLATION_DNC, 'mini/ssdlite', ['DNC'], [2], ssd, gpus=8, optional=True,
-                   options=PAPERS_RECIPE + ['norm_options.layer_args.sc_form=literal'],
+                   options=ssd_opts + ['norm_options.layer_args.sc_form=literal'],
                    what="DN-C with the paper's literal SC module, which generates the whole "
                         "scale and shift (SSDLite, 8 x 2; against papers_ssdlite's DN-C, the "
                         'residual form, and BN)')]
     parts += [Part(ablation_gn(pl), 'mini/ssdlite', ['GN'], [16], ssd, optional=True,
-                   options=PAPERS_RECIPE + [f'norm_options.placement={pl}'],
+                   options=ssd_opts + [f'norm_options.placement={pl}'],
                    what=f"GN after MobileNetV2's {pl} convs only, BN after the rest (SSDLite, "
                         "1 x 16; against curve_1x16's GN everywhere)") for pl in GN_PLACEMENTS]
     return parts
