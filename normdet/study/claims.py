@@ -129,10 +129,9 @@ def papers_claims_for(parts) -> list:
             continue
 
         def row(label, kind, a, b, task='bbox'):
-            cells = [(p, n, bs) for p, n, bs in (a, b)]
-            both = [(p + VARIANT_B, n, bs) for p, n, bs in cells]
+            second = tuple((p + VARIANT_B, n, bs) for p, n, bs in (a, b))
             mask = ' (mask AP)' if task == 'segm' else ''
-            return (f'{name}{mask}: {label}', kind, cells[0], cells[1], task, tuple(both))
+            return (f'{name}{mask}: {label}', kind, a, b, task, second)
 
         small = lambda norm: (part, norm, 2)  # noqa: E731
         tasks = ('bbox', 'segm') if det == MASK_RCNN else ('bbox', )
