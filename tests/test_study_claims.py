@@ -261,6 +261,7 @@ def test_advice_names_the_best_norm_and_those_within_noise():
     table.update({**cell(b, 'DNB', BASE), **cell(b, 'GN', shifted((-.02, -.021, -.019)))})
     assert advice(table)[0]['tied'] == []
     assert advice({}) == [] and 'not measured yet' in advice_markdown([])[0]
+    assert curve_points({k: v for k, v in table.items() if k[0] != a}) == {}  # points, no curve
     assert curve_points(table) == {'BN': [(16, pytest.approx([.35, .37, .36])),
                                           (2, list(BASE))],
                                    'DNB': [(2, pytest.approx(list(shifted((.03, .031, .029)))))],

@@ -95,14 +95,15 @@ def advice_markdown(rows: list, figure: str = None) -> list:
 
 
 def curve_points(table: dict) -> dict:
-    """{norm: [(images per process, [APs])]} of the small-batch curve (SSDLite, benchmark)."""
+    """{norm: [(images per process, [APs])]} of the small-batch curve (SSDLite, benchmark); empty
+    until some norm has two points (a curve)."""
     pts = {}
     for part, per in CURVE_CELLS:
         for norm in CURVE_NORMS:
             aps = list(_aps(table.get((part, norm, per), {})).values())
             if aps:
                 pts.setdefault(norm, []).append((per, aps))
-    return pts
+    return pts if any(len(p) > 1 for p in pts.values()) else {}
 
 
 def plot_curve(table: dict, out_dir: str):
