@@ -234,7 +234,10 @@ def test_a_signal_at_any_moment_loses_nothing(tmp_path_factory, sig, after):
     time.sleep(3 + 30 * after)  # start-up takes ~10 s, the training ~20 s
     p.send_signal(sig)
     out, err = p.communicate(timeout=300)
-    if p.returncode != 0:  # stopped before the end (else it finished first)
+    if p.returncode == -sig:  # ended by the signal's default action (seen once, on a loaded
+        # machine, with nothing said): acceptable only where nothing was written, so none lost
+        assert not err and not list(work.iterdir()), err[-3000:]
+    elif p.returncode != 0:  # stopped before the end (else it finished first)
         assert p.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[sig], err[-3000:]
         assert 'Traceback' not in err and 'KeyboardInterrupt' not in err, err[-3000:]
         assert '[normdet] interrupted (Ctrl-C)' in err or '[normdet] terminated (SIGTERM)' in err
