@@ -104,6 +104,13 @@ def run_tool(main) -> None:
               f'rank ({str(e).splitlines()[0][:120]}); the launcher names the rank that failed '
               'first', file=sys.stderr, flush=True)
         code = PEER_LOST_STATUS
+    if getattr(main, '__module__', None) == '__main__':  # a tool's process, about to exit
+        # its work is over: a stop signal from here on has nothing to stop, and at the
+        # interpreter's exit (which puts the default actions back) it would end the process as
+        # killed (status -2 / -15) after everything was written. (Not for a main called in
+        # another program's process, which keeps its handlers.)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if is_distributed():
         exit_rank(code)
     if code:
