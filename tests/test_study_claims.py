@@ -255,7 +255,10 @@ def test_advice_names_the_best_norm_and_those_within_noise():
     assert (row['detector'], row['best'], row['tied'], row['variants']) == (
         'SSDLite', 'DNB', ['GN'], [''])
     assert len(row['ap']['']) == 3 and row['ref'][''] == pytest.approx([.35, .37, .36])
-    md = '\n'.join(advice_markdown([row], 'study/x.png'))
+    assert row['missing'] == ['MABN', 'DNC', 'RBN']  # no advice until every norm has 2 seeds
+    assert '| SSDLite | not yet (MABN, DNC, RBN: fewer than 2 seeds) | best so far DNB: ' in \
+        '\n'.join(advice_markdown([row]))
+    md = '\n'.join(advice_markdown([dict(row, missing=[])], 'study/x.png'))
     assert '| SSDLite | **DNB** | 34.0 ± 1.1 (benchmark only) | GN |' in md and 'x.png' in md
     # the second variant: GN is significantly worse there, so no longer as good
     table.update({**cell(b, 'DNB', BASE), **cell(b, 'GN', shifted((-.02, -.021, -.019)))})

@@ -5,13 +5,14 @@ of the benchmark), and the small-batch curve behind it.
 The rule, fixed before the runs: per detector, the norms are ranked by their mean box AP at 8 x 2
 over both variants (each variant's mean, averaged). The first is the one to use; a norm is "as
 good within noise" when its paired difference from the first is not significantly negative
-(one-sided paired t-test, p >= 0.05) on either variant.
+(one-sided paired t-test, p >= 0.05) on either variant. No norm is named while a norm of the
+part has fewer than 2 seeds on the benchmark.
 """
 import math
 import os.path as osp
 
 from .claims import NAMES
-from .plan import CURVE_NORMS, PAPERS_DETECTORS, VARIANT_B, papers, papers_ref
+from .plan import CURVE_NORMS, PAPERS_DETECTORS, PAPERS_NORMS, VARIANT_B, papers, papers_ref
 from .runs import ap
 from .stats import mean_std, t_test
 
@@ -62,6 +63,7 @@ def advice(table: dict) -> list:
         ref = {v: _aps(table.get((papers_ref(det, v), 'BN', 16), {})) for v in variants}
         out.append(dict(
             detector=NAMES[det], best=best, variants=variants,
+            missing=[n for n in PAPERS_NORMS if len(aps[''].get(n, {})) < 2],
             ap={v: list(aps[v].get(best, {}).values()) for v in variants},
             tied=[n for n in ranked[1:] if not any(worse(n, v) for v in variants)],
             bn={v: list(aps[v].get('BN', {}).values()) for v in variants},
@@ -87,6 +89,11 @@ def advice_markdown(rows: list, figure: str = None) -> list:
              '| detector | use | its AP | as good within noise | BN per process | SyncBN '
              'reference (16) |', '|---|---|---|---|---|---|']
     for r in rows:
+        if r.get('missing'):  # not every norm measured: no advice yet, the best so far shown
+            lines.append(f"| {r['detector']} | not yet ({', '.join(r['missing'])}: fewer than 2 "
+                         f"seeds) | best so far {r['best']}: {both(r['ap'])} | - | "
+                         f"{both(r['bn'])} | {both(r['ref'])} |")
+            continue
         lines.append(f"| {r['detector']} | **{r['best']}** | {both(r['ap'])} | "
                      f"{', '.join(r['tied']) or 'none'} | {both(r['bn'])} | {both(r['ref'])} |")
     if figure:
