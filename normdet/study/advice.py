@@ -11,12 +11,12 @@ part has fewer than 2 seeds on the benchmark.
 import math
 import os.path as osp
 
-from .claims import NAMES
+from .claims import ALPHA, NAMES, compare
 from .plan import CURVE_NORMS, PAPERS_DETECTORS, PAPERS_NORMS, VARIANT_B, papers, papers_ref
+from .report import mean_pm
 from .runs import ap
-from .stats import mean_std, t_test
+from .stats import mean_std
 
-ALPHA = 0.05
 CURVE_PNG = 'small_batch_curve.png'
 # (part, images per process) of the small-batch curve, at a total batch of 16
 CURVE_CELLS = (('papers_ssdlite_ref', 16), ('curve_1x16', 16), ('curve_4x4', 4),
@@ -25,13 +25,6 @@ CURVE_CELLS = (('papers_ssdlite_ref', 16), ('curve_1x16', 16), ('curve_4x4', 4),
 
 def _aps(group: dict) -> dict:
     return {s: ap(r) for s, r in group.items() if ap(r) is not None}
-
-
-def _pct(values) -> str:
-    mean, std = mean_std(values)
-    if math.isnan(mean):
-        return '-'
-    return f'{100 * mean:.1f}' + (f' ± {100 * std:.1f}' if not math.isnan(std) else '')
 
 
 def advice(table: dict) -> list:
@@ -55,10 +48,9 @@ def advice(table: dict) -> list:
                         reverse=True)
         best = ranked[0]
 
-        def worse(n, v):  # n significantly below best on variant v
-            a, b = aps[v].get(n, {}), aps[v].get(best, {})
-            seeds = sorted(set(a) & set(b))
-            return t_test([a[s] - b[s] for s in seeds], 'less')[1] < ALPHA
+        def worse(n, v):  # n significantly below best on variant v (paired by seed)
+            cell = lambda norm: table.get((papers(det, v), norm, 2), {})  # noqa: E731
+            return compare(cell(n), cell(best))['p_less'] < ALPHA
 
         ref = {v: _aps(table.get((papers_ref(det, v), 'BN', 16), {})) for v in variants}
         out.append(dict(
@@ -80,7 +72,7 @@ def advice_markdown(rows: list, figure: str = None) -> list:
                 "which is not the papers' experiment."]
 
     def both(d):
-        return ' / '.join(_pct(d[v]) for v in ('', VARIANT_B) if v in d) + (
+        return ' / '.join(mean_pm(*mean_std(d[v])) for v in ('', VARIANT_B) if v in d) + (
             '' if VARIANT_B in d else ' (benchmark only)')
     lines = ["## Which norm at 2 images per GPU", '',
              "Box AP (%) at the papers' protocol: 8 processes of 2 images, the optimizer on 16; "

@@ -20,11 +20,11 @@ LR_MULTS = (2, 4)  # the ssdlite_lr<mult>x parts
 # images (tests/test_dist_layers.py), the same iterations and LR; each iteration's 16 images are
 # one slice of the epoch's permutation in both layouts (mmengine's sampler deals process r the
 # indices r, r + 8, ...). What still differs: each process normalises its loss by its own
-# positives, and draws its own augmentations. PAPERS_RECIPE: the
-# --cfg-options of the recipe chosen by the recipe screen (docs/study/recipe.md), the same for
-# every norm. These parts are optional (run only when --parts names them): they take days here.
+# positives, and draws its own augmentations. These parts are optional (run only when --parts
+# names them): they take days here.
 PAPERS_NORMS = ['BN', 'GN', 'FRN', 'MABN', 'DNB', 'DNC', 'RBN']
-# SSDLite: the recipe screen's choice (docs/study/recipe.md): the mini recipe for 24 epochs (1536
+# The recipe, the same for every norm: PAPERS_RECIPE's --cfg-options and PAPERS_EPOCHS. SSDLite's
+# is the recipe screen's choice (docs/study/recipe.md), the mini recipe for 24 epochs (1536
 # iterations). The classification prior (model.bbox_head.background_prior=0.75) narrowed the
 # reference's spread but kept DN-B near the plateau on a seed in two, so it is not used. The
 # RetinaNet and Mask R-CNN schedules have not been screened.
