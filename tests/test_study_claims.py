@@ -291,3 +291,24 @@ def test_ablations_compare_cells_the_plan_trains():
         oa, ob = (dict(o.split('=') for o in p.options) for p in (pa, pb))
         assert len({k for k in {**oa, **ob} if oa.get(k) != ob.get(k)}) == 1, label
     assert ablation_claims_for({'ablation_dnc_literal'}) == []
+
+
+def test_the_cost_line_says_which_runs_count_only_their_last_attempt(tmp_path):
+    import json
+
+    from normdet.study.plan import papers_parts
+    from normdet.study.results import _completeness
+    from normdet.study.runs import read_run
+    runs = []
+    for name, extra in (('fresh', []), ('resumed', ['--resume'])):
+        d = tmp_path / name
+        d.mkdir()
+        (d / 'sweep_run.json').write_text(json.dumps(dict(
+            detector='mini/ssdlite', norm='BN', batch=2, gpus=8, seed=0, status='done',
+            wall_s=600., cpu_s=1200., command=['train.py', 'c.py', *extra])))
+        runs.append(read_run(str(d)))
+    assert [r['resumed'] for r in runs] == [False, True]
+    plan = next(p for p in papers_parts() if p.name == papers('ssdlite'))
+    text = '\n'.join(_completeness([plan], {plan.name: runs}))
+    assert 'recorded for 2 of them: 0.7 h; 1 of them resumed after an interruption' in text
+    assert 'resumed' not in '\n'.join(_completeness([plan], {plan.name: runs[:1]}))

@@ -107,7 +107,9 @@ def _completeness(plan, parts_runs) -> list:
     cost = (f'Cost of the {len(runs)} runs found: {wall / 3600:.1f} h of wall time (each run\'s '
             'own, on the 2-core machine, often two at a time)' +
             (f'; CPU time (user + system of all its processes) recorded for {len(cpu)} of them: '
-             f'{sum(cpu) / 3600:.1f} h.' if cpu else '.'))
+             f'{sum(cpu) / 3600:.1f} h' if cpu else '') +
+            (f'; {resumed} of them resumed after an interruption, and count only their last '
+             'attempt.' if (resumed := sum(bool(r.get('resumed')) for r in runs)) else '.'))
     return [head, '', cost, '', '| part | planned runs | finished |', '|---|---|---|', *rows]
 
 

@@ -117,8 +117,10 @@ def read_run(work_dir: str):
     what = dict(detector=info.get('detector'), norm=info.get('norm'), batch=info.get('batch'),
                 gpus=info.get('gpus', 1), dataset=info.get('data_root'), schedule=None,
                 seed=info.get('seed'))
+    # a resumed run's wall and CPU times are those of its last attempt: an interrupted attempt
+    # (a killed session) records nothing
     run = dict(work_dir=work_dir, status=info.get('status'), notes=[], wall_s=info.get('wall_s'),
-               cpu_s=info.get('cpu_s'))
+               cpu_s=info.get('cpu_s'), resumed='--resume' in (info.get('command') or ()))
     if report is not None:
         _update(what, _describe_report(report))
     elif config := dumped_config(work_dir):
