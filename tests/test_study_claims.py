@@ -7,7 +7,7 @@ import pytest
 
 from normdet.study.claims import (claims_for, combine, compare, papers_claims_for, rule_claims,
                                   verdict)
-from normdet.study.plan import DEFAULT_EPOCHS, epochs_of, papers, papers_ref, plans
+from normdet.study.plan import DEFAULT_EPOCHS, epochs_of, papers, papers_parts, papers_ref, plans
 from normdet.study.stats import mean_std, paired_t_test, t_test
 
 
@@ -296,7 +296,6 @@ def test_ablations_compare_cells_the_plan_trains():
 def test_the_cost_line_says_which_runs_count_only_their_last_attempt(tmp_path):
     import json
 
-    from normdet.study.plan import papers_parts
     from normdet.study.results import _completeness
     from normdet.study.runs import read_run
     runs = []
@@ -312,3 +311,12 @@ def test_the_cost_line_says_which_runs_count_only_their_last_attempt(tmp_path):
     text = '\n'.join(_completeness([plan], {plan.name: runs}))
     assert 'recorded for 2 of them: 0.7 h; 1 of them resumed after an interruption' in text
     assert 'resumed' not in '\n'.join(_completeness([plan], {plan.name: runs[:1]}))
+
+
+def test_a_part_trains_every_cell_s_first_seed_before_any_second():
+    part = next(p for p in papers_parts() if p.name == papers('ssdlite'))
+    runs = part.runs()
+    cells = len(part.norms) * len(part.batch)
+    assert len(runs) == cells * len(part.seeds) and len(set(runs)) == len(runs)
+    assert [s for _, _, s in runs] == sorted(s for _, _, s in runs)  # seed by seed
+    assert {(n, b) for n, b, _ in runs[:cells]} == {(n, b) for n in part.norms for b in part.batch}

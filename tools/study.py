@@ -7,7 +7,8 @@ docs/results.md (numbers, paired t-tests, a verdict per claim) and its plots.
 Each part of the plan (normdet.study.plan) is a grid of (norm, images per GPU, seed) runs of one
 mini config, trained by tools/sweep.py (resumable: finished runs are kept, an interrupted one
 resumes), ``--jobs`` of them at a time (each with cores / jobs threads: on 2 cores two
-single-threaded runs train faster than one run on two threads). Every run of a part has the same
+single-threaded runs train faster than one run on two threads), seed by seed: every norm's first
+seed before any norm's second, so that a study stopped part-way leaves paired seeds. Every run of a part has the same
 data, epochs and recipe; what differs between runs is only what the part varies.
 ``--report-only`` writes the results from the runs already there. ``--plan smoke`` is the CI
 version: two one-epoch runs on a tiny dataset. ``--seeds 0`` trains one seed of every run of the

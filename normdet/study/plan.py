@@ -71,7 +71,9 @@ class Part:
     optional: bool = False     # beyond the 3-hour budget: only when --parts names it
 
     def runs(self):
-        return [(n, b, s) for n in self.norms for b in self.batch for s in self.seeds]
+        """(norm, batch, seed) of each run, seed by seed: every cell's first seed before any
+        cell's second, so that a study stopped part-way leaves seeds paired across the norms."""
+        return [(n, b, s) for s in self.seeds for n in self.norms for b in self.batch]
 
 
 def plans(epochs: dict) -> dict:
