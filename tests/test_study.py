@@ -243,9 +243,9 @@ def test_study_estimates_the_plan_from_one_seed(tmp_path):
         d.mkdir(parents=True)
         (d / 'sweep_run.json').write_text(json.dumps(dict(norm=norm, batch=batch, seed=0,
                                                          status='done', wall_s=wall)))
-    # costs in order: BN2 100, BN2 100, GN2 300, GN2 300, BN16 50, BN16 50
-    # 2 jobs: [100, 100] -> [400, 100] -> [400, 400] -> [450, 400] -> [450, 450]
-    assert study.estimate_plan(parts, str(tmp_path), 2) == (450.0, 6)
+    # costs in order (seed by seed within a part): BN2 100, GN2 300, BN2 100, GN2 300, BN16 50,
+    # BN16 50; 2 jobs: [100, 300] -> [200, 300] -> [500, 300] -> [500, 350] -> [500, 400]
+    assert study.estimate_plan(parts, str(tmp_path), 2) == (500.0, 6)
     assert study.estimate_plan(parts, str(tmp_path), 1) == (900.0, 6)
     parts.append(study.Part('c', 'mini/retinanet', ['BN'], [2], 1))  # not trained yet
     assert study.estimate_plan(parts, str(tmp_path), 2) is None
