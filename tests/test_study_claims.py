@@ -1,6 +1,7 @@
 """The verdict rules of normdet.study.claims, one test per rule and edge case, on records built
 by hand (shaped as normdet.study.runs collects them); the claims compare cells of the plan; the
 t-tests' rule for no spread. No training, no OpenMMLab."""
+import json
 import math
 
 import pytest
@@ -293,9 +294,11 @@ def test_ablations_compare_cells_the_plan_trains():
     assert ablation_claims_for({'ablation_dnc_literal'}) == []
 
 
-def test_the_cost_line_says_which_runs_count_only_their_last_attempt(tmp_path):
-    import json
+def papers_ssdlite_part():
+    return next(p for p in papers_parts() if p.name == papers('ssdlite'))
 
+
+def test_the_cost_line_says_which_runs_count_only_their_last_attempt(tmp_path):
     from normdet.study.results import _completeness
     from normdet.study.runs import read_run
     runs = []
@@ -307,14 +310,14 @@ def test_the_cost_line_says_which_runs_count_only_their_last_attempt(tmp_path):
             wall_s=600., cpu_s=1200., command=['train.py', 'c.py', *extra])))
         runs.append(read_run(str(d)))
     assert [r['resumed'] for r in runs] == [False, True]
-    plan = next(p for p in papers_parts() if p.name == papers('ssdlite'))
+    plan = papers_ssdlite_part()
     text = '\n'.join(_completeness([plan], {plan.name: runs}))
     assert 'recorded for 2 of them: 0.7 h; 1 of them resumed after an interruption' in text
     assert 'resumed' not in '\n'.join(_completeness([plan], {plan.name: runs[:1]}))
 
 
 def test_a_part_trains_every_cell_s_first_seed_before_any_second():
-    part = next(p for p in papers_parts() if p.name == papers('ssdlite'))
+    part = papers_ssdlite_part()
     runs = part.runs()
     cells = len(part.norms) * len(part.batch)
     assert len(runs) == cells * len(part.seeds) and len(set(runs)) == len(runs)

@@ -8,8 +8,9 @@ Each part of the plan (normdet.study.plan) is a grid of (norm, images per GPU, s
 mini config, trained by tools/sweep.py (resumable: finished runs are kept, an interrupted one
 resumes), ``--jobs`` of them at a time (each with cores / jobs threads: on 2 cores two
 single-threaded runs train faster than one run on two threads), seed by seed: every norm's first
-seed before any norm's second, so that a study stopped part-way leaves paired seeds. Every run of a part has the same
-data, epochs and recipe; what differs between runs is only what the part varies.
+seed before any norm's second, so that a study stopped part-way leaves paired seeds. Every run of
+a part has the same data, epochs and recipe; what differs between runs is only what the part
+varies.
 ``--report-only`` writes the results from the runs already there. ``--plan smoke`` is the CI
 version: two one-epoch runs on a tiny dataset. ``--seeds 0`` trains one seed of every run of the
 plan (its results go to WORK_DIR/results.md) and, from those runs' times, estimates how long the

@@ -104,12 +104,13 @@ def _completeness(plan, parts_runs) -> list:
     runs = [r for rs in parts_runs.values() for r in rs or []]
     wall = sum(r.get('wall_s') or 0 for r in runs)
     cpu = [r['cpu_s'] for r in runs if r.get('cpu_s')]
+    resumed = sum(bool(r.get('resumed')) for r in runs)
     cost = (f'Cost of the {len(runs)} runs found: {wall / 3600:.1f} h of wall time (each run\'s '
             'own, on the 2-core machine, often two at a time)' +
             (f'; CPU time (user + system of all its processes) recorded for {len(cpu)} of them: '
              f'{sum(cpu) / 3600:.1f} h' if cpu else '') +
             (f'; {resumed} of them resumed after an interruption, and count only their last '
-             'attempt.' if (resumed := sum(bool(r.get('resumed')) for r in runs)) else '.'))
+             'attempt.' if resumed else '.'))
     return [head, '', cost, '', '| part | planned runs | finished |', '|---|---|---|', *rows]
 
 
