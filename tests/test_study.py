@@ -253,6 +253,29 @@ def test_study_estimates_the_plan_from_one_seed(tmp_path):
         study.main(['--seeds', '7', '--report-only', '--work-dir', str(tmp_path)])
 
 
+def test_the_time_left_counts_only_runs_not_finished_before(tmp_path):
+    """The progress line's time left costs the runs still to train by the records of finished
+    ones, not by the elapsed time: a resumed study skips its finished runs in seconds, and
+    extrapolating from them said "0.5 min left" with 12 runs of 20 minutes to go."""
+    study = tool('study')
+    one = study.Part('a', 'mini/ssdlite', ['BN', 'GN'], [2], 1, seeds=[0, 1])
+    eight = study.Part('p', 'mini/ssdlite', ['BN', 'GN'], [2], 1, seeds=[0, 1], gpus=8)
+    for part, norm, wall in [('a', 'BN', 100.0), ('a', 'GN', 300.0), ('p', 'BN', 700.0)]:
+        d = tmp_path / part / f'{norm}_2_s0'
+        d.mkdir(parents=True)
+        (d / 'sweep_run.json').write_text(json.dumps(dict(norm=norm, batch=2, seed=0,
+                                                         status='done', wall_s=wall)))
+    jobs = [(p, *r) for p in (one, eight) for r in p.runs()]
+    left = study.unfinished(jobs, str(tmp_path))
+    assert [(j[0].name, j[1], j[3]) for j in left] == [
+        ('a', 'BN', 1), ('a', 'GN', 1), ('p', 'GN', 0), ('p', 'BN', 1), ('p', 'GN', 1)]
+    # a's seed 1 at 2 jobs: max(100, 300); p's runs one after another, GN (no run of its own
+    # yet) at the part's mean: 700 + 700 + 700
+    assert study.remaining_seconds(left, str(tmp_path), 2) == 300.0 + 2100.0
+    fresh = study.Part('c', 'mini/retinanet', ['BN'], [2], 1)  # no run of the part yet
+    assert study.remaining_seconds(left + [(fresh, 'BN', 2, 0)], str(tmp_path), 2) is None
+
+
 def test_every_part_of_the_plan_builds_its_models():
     """Each (config, norm, --cfg-options, images per GPU) of the full plan, the optional parts
     (the papers' protocol, the ablations) included, prepares and builds: an option the configs do

@@ -82,7 +82,8 @@ def train(parts, args) -> None:
     threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
     start = time.monotonic()
     print(f'[study] {len(jobs)} runs in {len(parts)} parts, {args.jobs} at a time, '
-          f'{threads} thread(s) each', flush=True)
+          f'{threads} thread(s) each; {len(jobs) - len(unfinished(jobs, args.work_dir))} '
+          'finished before', flush=True)
     done = 0
 
     def one(job):
@@ -106,37 +107,70 @@ def train(parts, args) -> None:
         done += 1
         el = time.monotonic() - start
         layout = f'{part.gpus}x{batch}' if part.gpus > 1 else f'b{batch}'
+        # what is left, from the records of the runs finished so far (a run skipped because it
+        # finished before costs nothing now, so the elapsed time says nothing about the rest)
+        left = remaining_seconds(unfinished(jobs[done:], args.work_dir), args.work_dir, args.jobs)
         print(f'[study {done}/{len(jobs)}] {part.name} {norm} {layout} s{seed}: '
-              f'{"ok" if rc == 0 else f"exit {rc}"} (elapsed {el / 60:.1f} min, about '
-              f'{el / done * (len(jobs) - done) / 60:.1f} min left)', flush=True)
+              f'{"ok" if rc == 0 else f"exit {rc}"} (elapsed {el / 60:.1f} min, '
+              + (f'about {left / 60:.1f} min left' if left is not None else
+                 'the time left is unknown until a run of each part has finished')
+              + ')', flush=True)
 
 
-def run_times(part: Part, work_dir: str) -> dict:
-    """(norm, batch) -> the wall times (s) of the part's finished runs in ``work_dir``."""
-    times = {}
-    for path in glob.glob(osp.join(work_dir, part.name, '*', RUN_INFO)):
-        r = read_json(path)
-        if r.get('status') == 'done' and r.get('wall_s'):
-            times.setdefault((r['norm'], r['batch']), []).append(r['wall_s'])
-    return times
+def finished(part: Part, work_dir: str) -> list:
+    """The run records of the part's finished runs in ``work_dir``."""
+    recs = (read_json(p) for p in glob.glob(osp.join(work_dir, part.name, '*', RUN_INFO)))
+    return [r for r in recs if r.get('status') == 'done']
+
+
+def unfinished(jobs, work_dir: str) -> list:
+    """The (part, norm, batch, seed) jobs that have no finished run in ``work_dir``."""
+    done = {(p.name, r['norm'], r['batch'], r['seed'])
+            for p in {j[0].name: j[0] for j in jobs}.values() for r in finished(p, work_dir)}
+    return [j for j in jobs if (j[0].name, *j[1:]) not in done]
+
+
+def schedule(costs, jobs: int) -> float:
+    """Seconds that runs of these costs take, handed out in order to ``jobs`` workers."""
+    free = [0.0] * max(1, jobs)  # when each worker is next free
+    for c in costs:
+        heapq.heappush(free, heapq.heappop(free) + c)
+    return max(free)
+
+
+def run_costs(jobs, work_dir: str, fallback: bool = False):
+    """The cost of each (part, norm, batch, seed) job: the mean wall time (s) of the finished
+    runs of its part, norm and batch in ``work_dir``; with ``fallback``, a cell with none costs
+    the mean of its part's finished runs. None when a job has no cost."""
+    costs = []
+    for part, norm, batch, _ in jobs:
+        walls = [(r['norm'], r['batch'], r['wall_s']) for r in finished(part, work_dir)
+                 if r.get('wall_s')]
+        t = [w for n, b, w in walls if (n, b) == (norm, batch)] or (
+            [w for *_, w in walls] if fallback else [])
+        if not t:
+            return None
+        costs.append(sum(t) / len(t))
+    return costs
+
+
+def remaining_seconds(jobs, work_dir: str, n_jobs: int):
+    """About how long the unfinished ``jobs`` take, as train() runs them: the one-process runs
+    ``n_jobs`` at a time, then the runs of several processes one at a time; None when a part
+    has no finished run to cost them by."""
+    single = run_costs([j for j in jobs if j[0].gpus == 1], work_dir, fallback=True)
+    several = run_costs([j for j in jobs if j[0].gpus > 1], work_dir, fallback=True)
+    if single is None or several is None:
+        return None
+    return schedule(single, n_jobs) + sum(several)
 
 
 def estimate_plan(parts, work_dir: str, jobs: int):
     """Seconds the parts' runs take at ``jobs`` at a time, in the order train() hands them out,
     each run costing the mean time of the runs of its (part, norm, batch) already trained;
     None when a cell has no finished run."""
-    cost = []
-    for part in parts:
-        times = run_times(part, work_dir)
-        for norm, batch, _ in part.runs():
-            t = times.get((norm, batch))
-            if not t:
-                return None
-            cost.append(sum(t) / len(t))
-    free = [0.0] * max(1, jobs)  # when each of the jobs is next free
-    for c in cost:
-        heapq.heappush(free, heapq.heappop(free) + c)
-    return max(free), len(cost)
+    costs = run_costs([(p, *r) for p in parts for r in p.runs()], work_dir)
+    return None if costs is None else (schedule(costs, jobs), len(costs))
 
 
 def select_parts(parts, patterns, plan='full') -> list:
