@@ -312,7 +312,8 @@ def test_the_cost_line_says_which_runs_count_only_their_last_attempt(tmp_path):
     assert [r['resumed'] for r in runs] == [False, True]
     plan = papers_ssdlite_part()
     text = '\n'.join(_completeness([plan], {plan.name: runs}))
-    assert 'recorded for 2 of them: 0.7 h; 1 of them resumed after an interruption' in text
+    assert ('recorded for 2 of them: 0.7 h; 1 of them resumed after an interruption, and counts '
+            'only its last attempt.') in text
     assert 'resumed' not in '\n'.join(_completeness([plan], {plan.name: runs[:1]}))
 
 

@@ -109,8 +109,9 @@ def _completeness(plan, parts_runs) -> list:
             'own, on the 2-core machine, often two at a time)' +
             (f'; CPU time (user + system of all its processes) recorded for {len(cpu)} of them: '
              f'{sum(cpu) / 3600:.1f} h' if cpu else '') +
-            (f'; {resumed} of them resumed after an interruption, and count only their last '
-             'attempt.' if resumed else '.'))
+            (f'; {resumed} of them resumed after an interruption, and '
+             f'{"counts only its" if resumed == 1 else "count only their"} last attempt.'
+             if resumed else '.'))
     return [head, '', cost, '', '| part | planned runs | finished |', '|---|---|---|', *rows]
 
 
