@@ -259,8 +259,15 @@ def test_advice_names_the_best_norm_and_those_within_noise():
     assert row['missing'] == ['MABN', 'DNC', 'RBN']  # no advice until every norm has 2 seeds
     assert '| SSDLite | not yet (MABN, DNC, RBN: fewer than 2 seeds) | best so far DNB: ' in \
         '\n'.join(advice_markdown([row]))
-    md = '\n'.join(advice_markdown([dict(row, missing=[])], 'study/x.png'))
-    assert '| SSDLite | **DNB** | 34.0 ± 1.1 (benchmark only) | GN |' in md and 'x.png' in md
+    assert row['seeds'] == 0 and row['score']['GN'] == pytest.approx(.34)
+    md = '\n'.join(advice_markdown([dict(row, missing=[], seeds=3)], 'study/x.png'))
+    assert '| SSDLite | **DNB** | 34.0 ± 1.1 (benchmark only) | GN (34.0) |' in md and 'x.png' in md
+    assert 'provisional' not in md
+    # fewer seeds than the plan trains: the norm is named, as provisional, and the screen says
+    # what a paired t-test on so few seeds can tell
+    md = '\n'.join(advice_markdown([dict(row, missing=[], seeds=2)]))
+    assert '| SSDLite | **DNB** (provisional: 2 of 3 seeds) | 34.0 ± 1.1' in md
+    assert 'one on 2 seeds' in md
     # the second variant: GN is significantly worse there, so no longer as good
     table.update({**cell(b, 'DNB', BASE), **cell(b, 'GN', shifted((-.02, -.021, -.019)))})
     assert advice(table)[0]['tied'] == []

@@ -12,7 +12,8 @@ import math
 import os.path as osp
 
 from .claims import ALPHA, NAMES, compare
-from .plan import CURVE_NORMS, PAPERS_DETECTORS, PAPERS_NORMS, VARIANT_B, papers, papers_ref
+from .plan import (CURVE_NORMS, PAPERS_DETECTORS, PAPERS_NORMS, SEEDS, VARIANT_B, papers,
+                   papers_ref)
 from .report import mean_pm
 from .runs import ap
 from .stats import mean_std
@@ -58,6 +59,7 @@ def advice(table: dict) -> list:
             missing=[n for n in PAPERS_NORMS if len(aps[''].get(n, {})) < 2],
             ap={v: list(aps[v].get(best, {}).values()) for v in variants},
             tied=[n for n in ranked[1:] if not any(worse(n, v) for v in variants)],
+            score=score, seeds=min(len(aps[''].get(n, {})) for n in PAPERS_NORMS),
             bn={v: list(aps[v].get('BN', {}).values()) for v in variants},
             ref={v: list(ref[v].values()) for v in variants}))
     return out
@@ -86,8 +88,18 @@ def advice_markdown(rows: list, figure: str = None) -> list:
                          f"seeds) | best so far {r['best']}: {both(r['ap'])} | - | "
                          f"{both(r['bn'])} | {both(r['ref'])} |")
             continue
-        lines.append(f"| {r['detector']} | **{r['best']}** | {both(r['ap'])} | "
-                     f"{', '.join(r['tied']) or 'none'} | {both(r['bn'])} | {both(r['ref'])} |")
+        few = r['seeds'] < len(SEEDS)  # the rule rules on fewer seeds than the plan trains
+        tied = ', '.join(f"{n} ({100 * r['score'][n]:.1f})" for n in r['tied'])
+        lines.append(f"| {r['detector']} | **{r['best']}**"
+                     + (f" (provisional: {r['seeds']} of {len(SEEDS)} seeds)" if few else '')
+                     + f" | {both(r['ap'])} | {tied or 'none'} | {both(r['bn'])} | "
+                     f"{both(r['ref'])} |")
+    if any(r['seeds'] < len(SEEDS) for r in rows if not r.get('missing')):
+        lines += ['', 'As good within noise: not significantly below the first (its mean AP in '
+                      f'brackets). On fewer seeds than the plan\'s {len(SEEDS)}, a paired t-test '
+                      'has few degrees of freedom (one on 2 seeds), so only a difference far '
+                      'beyond the seeds\' spread comes out significant: read the APs, and take '
+                      'a provisional ranking as one.']
     if figure:
         lines += ['', f'![AP against images per process at a total batch of 16]({figure})']
     return lines
