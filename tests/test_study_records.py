@@ -55,10 +55,17 @@ def test_the_records_give_the_results_without_torch_or_openmmlab():
 
 
 def test_the_records_dumped_configs_are_data():
-    """No record is a Python file; each run's dumped config is kept as <name>.py.txt."""
+    """No record is a Python file; each run's dumped config is kept as <name>.py.txt, beside
+    the run's sweep record, or, for a diagnostic trained by tools/train.py itself (diag_*), beside
+    its COCO report, which holds its command."""
     records = osp.join(REPO, 'docs', 'study', 'runs')
     assert not glob.glob(osp.join(records, '**', '*.py'), recursive=True)
-    runs = {osp.dirname(p) for p in glob.glob(osp.join(records, '*', '*', 'sweep_run.json'))}
-    configs = {osp.dirname(p) for p in glob.glob(osp.join(records, '*', '*', '*.py.txt'))}
+
+    def dirs(name):
+        return {osp.dirname(p) for p in glob.glob(osp.join(records, '*', '*', name))}
+    runs, configs = dirs('sweep_run.json'), dirs('*.py.txt')
+    diags = {d for d in dirs('coco_report.md') - runs
+             if osp.basename(osp.dirname(d)).startswith('diag_')}
     study = {r for r in runs if not osp.basename(osp.dirname(r)).startswith('recipe_')}
-    assert len(study) == RECORDS and configs == runs  # and the recipe screen's (recipe_*)
+    assert len(study) == RECORDS and configs == runs | diags  # and the recipe screen's
+    assert all('| command |' in open(osp.join(d, 'coco_report.md')).read() for d in diags)
