@@ -2,6 +2,7 @@
 give known values, a diverged run is flagged, runs are grouped by what their reports (or, without
 one, their dumped configs) say (duplicates and skipped folders listed), and a 2 x 2 sweep on CPU
 writes report and plots, shows progress and keys its runs by their options."""
+import argparse
 import json
 import math
 import os
@@ -253,7 +254,7 @@ def test_study_estimates_the_plan_from_one_seed(tmp_path):
         study.main(['--seeds', '7', '--report-only', '--work-dir', str(tmp_path)])
 
 
-def test_the_time_left_counts_only_runs_not_finished_before(tmp_path):
+def test_the_time_left_counts_only_runs_not_finished_before(tmp_path, monkeypatch, capsys):
     """The progress line's time left costs the runs still to train by the records of finished
     ones, not by the elapsed time: a resumed study skips its finished runs in seconds, and
     extrapolating from them said "0.5 min left" with 12 runs of 20 minutes to go."""
@@ -274,6 +275,17 @@ def test_the_time_left_counts_only_runs_not_finished_before(tmp_path):
     assert study.remaining_seconds(left, str(tmp_path), 2) == 300.0 + 2100.0
     fresh = study.Part('c', 'mini/retinanet', ['BN'], [2], 1)  # no run of the part yet
     assert study.remaining_seconds(left + [(fresh, 'BN', 2, 0)], str(tmp_path), 2) is None
+    # train()'s progress lines, with every run returning at once (as a finished one does): the
+    # runs it has returned are no longer left, whether or not they finished, in the order it runs
+    # them (one-process runs first, whatever the order of the parts)
+    monkeypatch.setattr(study.subprocess, 'call', lambda *a, **k: 0)
+    study.train([eight, one], argparse.Namespace(work_dir=str(tmp_path), jobs=2))
+    lines = capsys.readouterr().out.splitlines()
+    assert '3 finished before' in lines[0]
+    assert [re.search(r'\((.*)\)$', x).group(1).split(', ')[1] for x in lines[1:]] == [
+        'about 40.0 min left', 'about 40.0 min left', 'about 40.0 min left',
+        'about 35.0 min left', 'about 35.0 min left', 'about 23.3 min left', 'about 11.7 min left',
+        'about 0.0 min left']
 
 
 def test_every_part_of_the_plan_builds_its_models():

@@ -84,7 +84,7 @@ def train(parts, args) -> None:
     print(f'[study] {len(jobs)} runs in {len(parts)} parts, {args.jobs} at a time, '
           f'{threads} thread(s) each; {len(jobs) - len(unfinished(jobs, args.work_dir))} '
           'finished before', flush=True)
-    done = 0
+    done, returned = 0, set()  # the (part name, norm, batch, seed) of the runs returned
 
     def one(job):
         part, norm, batch, seed = job
@@ -109,7 +109,9 @@ def train(parts, args) -> None:
         layout = f'{part.gpus}x{batch}' if part.gpus > 1 else f'b{batch}'
         # what is left, from the records of the runs finished so far (a run skipped because it
         # finished before costs nothing now, so the elapsed time says nothing about the rest)
-        left = remaining_seconds(unfinished(jobs[done:], args.work_dir), args.work_dir, args.jobs)
+        returned.add((part.name, norm, batch, seed))
+        todo = [j for j in unfinished(jobs, args.work_dir) if (j[0].name, *j[1:]) not in returned]
+        left = remaining_seconds(todo, args.work_dir, args.jobs)
         print(f'[study {done}/{len(jobs)}] {part.name} {norm} {layout} s{seed}: '
               f'{"ok" if rc == 0 else f"exit {rc}"} (elapsed {el / 60:.1f} min, '
               + (f'about {left / 60:.1f} min left' if left is not None else
@@ -142,12 +144,13 @@ def run_costs(jobs, work_dir: str, fallback: bool = False):
     """The cost of each (part, norm, batch, seed) job: the mean wall time (s) of the finished
     runs of its part, norm and batch in ``work_dir``; with ``fallback``, a cell with none costs
     the mean of its part's finished runs. None when a job has no cost."""
-    costs = []
+    costs, walls = [], {}
     for part, norm, batch, _ in jobs:
-        walls = [(r['norm'], r['batch'], r['wall_s']) for r in finished(part, work_dir)
-                 if r.get('wall_s')]
-        t = [w for n, b, w in walls if (n, b) == (norm, batch)] or (
-            [w for *_, w in walls] if fallback else [])
+        if part.name not in walls:  # each part's records read once
+            walls[part.name] = [(r['norm'], r['batch'], r['wall_s'])
+                                for r in finished(part, work_dir) if r.get('wall_s')]
+        t = [w for n, b, w in walls[part.name] if (n, b) == (norm, batch)] or (
+            [w for *_, w in walls[part.name]] if fallback else [])
         if not t:
             return None
         costs.append(sum(t) / len(t))
