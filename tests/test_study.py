@@ -267,14 +267,16 @@ def test_the_time_left_counts_only_runs_not_finished_before(tmp_path, monkeypatc
         (d / 'sweep_run.json').write_text(json.dumps(dict(norm=norm, batch=2, seed=0,
                                                          status='done', wall_s=wall)))
     jobs = [(p, *r) for p in (one, eight) for r in p.runs()]
-    left = study.unfinished(jobs, str(tmp_path))
+    records = study.finished([one, eight], str(tmp_path))
+    left = study.unfinished(jobs, records)
     assert [(j[0].name, j[1], j[3]) for j in left] == [
         ('a', 'BN', 1), ('a', 'GN', 1), ('p', 'GN', 0), ('p', 'BN', 1), ('p', 'GN', 1)]
     # a's seed 1 at 2 jobs: max(100, 300); p's runs one after another, GN (no run of its own
     # yet) at the part's mean: 700 + 700 + 700
-    assert study.remaining_seconds(left, str(tmp_path), 2) == 300.0 + 2100.0
+    assert study.remaining_seconds(left, records, 2) == 300.0 + 2100.0
     fresh = study.Part('c', 'mini/retinanet', ['BN'], [2], 1)  # no run of the part yet
-    assert study.remaining_seconds(left + [(fresh, 'BN', 2, 0)], str(tmp_path), 2) is None
+    records = study.finished([one, eight, fresh], str(tmp_path))
+    assert study.remaining_seconds(left + [(fresh, 'BN', 2, 0)], records, 2) is None
     # train()'s progress lines, with every run returning at once (as a finished one does): the
     # runs it has returned are no longer left, whether or not they finished, in the order it runs
     # them (one-process runs first, whatever the order of the parts)

@@ -82,8 +82,9 @@ def train(parts, args) -> None:
     threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
     start = time.monotonic()
     print(f'[study] {len(jobs)} runs in {len(parts)} parts, {args.jobs} at a time, '
-          f'{threads} thread(s) each; {len(jobs) - len(unfinished(jobs, args.work_dir))} '
-          'finished before', flush=True)
+          f'{threads} thread(s) each; '
+          f'{len(jobs) - len(unfinished(jobs, finished(parts, args.work_dir)))} finished before',
+          flush=True)
     done, returned = 0, set()  # the (part name, norm, batch, seed) of the runs returned
 
     def one(job):
@@ -110,8 +111,9 @@ def train(parts, args) -> None:
         # what is left, from the records of the runs finished so far (a run skipped because it
         # finished before costs nothing now, so the elapsed time says nothing about the rest)
         returned.add((part.name, norm, batch, seed))
-        todo = [j for j in unfinished(jobs, args.work_dir) if (j[0].name, *j[1:]) not in returned]
-        left = remaining_seconds(todo, args.work_dir, args.jobs)
+        records = finished(parts, args.work_dir)  # read once a line
+        todo = [j for j in unfinished(jobs, records) if (j[0].name, *j[1:]) not in returned]
+        left = remaining_seconds(todo, records, args.jobs)
         print(f'[study {done}/{len(jobs)}] {part.name} {norm} {layout} s{seed}: '
               f'{"ok" if rc == 0 else f"exit {rc}"} (elapsed {el / 60:.1f} min, '
               + (f'about {left / 60:.1f} min left' if left is not None else
@@ -119,16 +121,19 @@ def train(parts, args) -> None:
               + ')', flush=True)
 
 
-def finished(part: Part, work_dir: str) -> list:
-    """The run records of the part's finished runs in ``work_dir``."""
-    recs = (read_json(p) for p in glob.glob(osp.join(work_dir, part.name, '*', RUN_INFO)))
-    return [r for r in recs if r.get('status') == 'done']
+def finished(parts, work_dir: str) -> dict:
+    """{part name: the run records of the part's finished runs in ``work_dir``}."""
+    out = {}
+    for part in parts:
+        recs = map(read_json, glob.glob(osp.join(work_dir, part.name, '*', RUN_INFO)))
+        out[part.name] = [r for r in recs if r.get('status') == 'done']
+    return out
 
 
-def unfinished(jobs, work_dir: str) -> list:
-    """The (part, norm, batch, seed) jobs that have no finished run in ``work_dir``."""
-    done = {(p.name, r['norm'], r['batch'], r['seed'])
-            for p in {j[0].name: j[0] for j in jobs}.values() for r in finished(p, work_dir)}
+def unfinished(jobs, records: dict) -> list:
+    """The (part, norm, batch, seed) jobs that have no finished run in ``records``
+    (:func:`finished`'s)."""
+    done = {(name, r['norm'], r['batch'], r['seed']) for name, rs in records.items() for r in rs}
     return [j for j in jobs if (j[0].name, *j[1:]) not in done]
 
 
@@ -140,29 +145,28 @@ def schedule(costs, jobs: int) -> float:
     return max(free)
 
 
-def run_costs(jobs, work_dir: str, fallback: bool = False):
+def run_costs(jobs, records: dict, fallback: bool = False):
     """The cost of each (part, norm, batch, seed) job: the mean wall time (s) of the finished
-    runs of its part, norm and batch in ``work_dir``; with ``fallback``, a cell with none costs
-    the mean of its part's finished runs. None when a job has no cost."""
-    costs, walls = [], {}
+    runs of its part, norm and batch in ``records`` (:func:`finished`'s); with ``fallback``, a
+    cell with none costs the mean of its part's finished runs. None when a job has no cost."""
+    costs = []
     for part, norm, batch, _ in jobs:
-        if part.name not in walls:  # each part's records read once
-            walls[part.name] = [(r['norm'], r['batch'], r['wall_s'])
-                                for r in finished(part, work_dir) if r.get('wall_s')]
-        t = [w for n, b, w in walls[part.name] if (n, b) == (norm, batch)] or (
-            [w for *_, w in walls[part.name]] if fallback else [])
+        walls = [(r['norm'], r['batch'], r['wall_s']) for r in records[part.name]
+                 if r.get('wall_s')]
+        t = [w for n, b, w in walls if (n, b) == (norm, batch)] or (
+            [w for *_, w in walls] if fallback else [])
         if not t:
             return None
         costs.append(sum(t) / len(t))
     return costs
 
 
-def remaining_seconds(jobs, work_dir: str, n_jobs: int):
+def remaining_seconds(jobs, records: dict, n_jobs: int):
     """About how long the unfinished ``jobs`` take, as train() runs them: the one-process runs
     ``n_jobs`` at a time, then the runs of several processes one at a time; None when a part
-    has no finished run to cost them by."""
-    single = run_costs([j for j in jobs if j[0].gpus == 1], work_dir, fallback=True)
-    several = run_costs([j for j in jobs if j[0].gpus > 1], work_dir, fallback=True)
+    has no finished run in ``records`` to cost them by."""
+    single = run_costs([j for j in jobs if j[0].gpus == 1], records, fallback=True)
+    several = run_costs([j for j in jobs if j[0].gpus > 1], records, fallback=True)
     if single is None or several is None:
         return None
     return schedule(single, n_jobs) + sum(several)
@@ -172,7 +176,7 @@ def estimate_plan(parts, work_dir: str, jobs: int):
     """Seconds the parts' runs take at ``jobs`` at a time, in the order train() hands them out,
     each run costing the mean time of the runs of its (part, norm, batch) already trained;
     None when a cell has no finished run."""
-    costs = run_costs([(p, *r) for p in parts for r in p.runs()], work_dir)
+    costs = run_costs([(p, *r) for p in parts for r in p.runs()], finished(parts, work_dir))
     return None if costs is None else (schedule(costs, jobs), len(costs))
 
 

@@ -82,6 +82,7 @@ def advice_markdown(rows: list, figure: str = None) -> list:
              '`normdet/study/advice.py`; the verdicts behind it follow.', '',
              '| detector | use | its AP | as good within noise | BN per process | SyncBN '
              'reference (16) |', '|---|---|---|---|---|---|']
+    provisional = False  # a norm named on fewer seeds than the plan trains
     for r in rows:
         if r.get('missing'):  # not every norm measured: no advice yet, the best so far shown
             lines.append(f"| {r['detector']} | not yet ({', '.join(r['missing'])}: fewer than 2 "
@@ -89,12 +90,13 @@ def advice_markdown(rows: list, figure: str = None) -> list:
                          f"{both(r['bn'])} | {both(r['ref'])} |")
             continue
         few = r['seeds'] < len(SEEDS)  # the rule rules on fewer seeds than the plan trains
+        provisional = provisional or few
         tied = ', '.join(f"{n} ({100 * r['score'][n]:.1f})" for n in r['tied'])
         lines.append(f"| {r['detector']} | **{r['best']}**"
                      + (f" (provisional: {r['seeds']} of {len(SEEDS)} seeds)" if few else '')
                      + f" | {both(r['ap'])} | {tied or 'none'} | {both(r['bn'])} | "
                      f"{both(r['ref'])} |")
-    if any(r['seeds'] < len(SEEDS) for r in rows if not r.get('missing')):
+    if provisional:
         lines += ['', 'As good within noise: not significantly below the first (its mean AP in '
                       f'brackets). On fewer seeds than the plan\'s {len(SEEDS)}, a paired t-test '
                       'has few degrees of freedom (one on 2 seeds), so only a difference far '
