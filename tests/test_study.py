@@ -281,9 +281,15 @@ def test_the_time_left_counts_only_runs_not_finished_before(tmp_path, monkeypatc
     # runs it has returned are no longer left, whether or not they finished, in the order it runs
     # them (one-process runs first, whatever the order of the parts)
     monkeypatch.setattr(study.subprocess, 'call', lambda *a, **k: 0)
+    # sweep.py exits 0 after recording a failed run: the line says what the record says
+    (tmp_path / 'a' / 'BN_2_s1').mkdir()
+    (tmp_path / 'a' / 'BN_2_s1' / 'sweep_run.json').write_text(json.dumps(dict(
+        norm='BN', batch=2, seed=1, status='failed', wall_s=5.0)))
     study.train([eight, one], argparse.Namespace(work_dir=str(tmp_path), jobs=2))
     lines = capsys.readouterr().out.splitlines()
     assert '3 finished before' in lines[0]
+    assert [re.search(r': (.*) \(', x).group(1) for x in lines[1:]] == [
+        'done', 'done', 'failed', 'no record', 'done', 'no record', 'no record', 'no record']
     assert [re.search(r'\((.*)\)$', x).group(1).split(', ')[1] for x in lines[1:]] == [
         'about 40.0 min left', 'about 40.0 min left', 'about 40.0 min left',
         'about 35.0 min left', 'about 35.0 min left', 'about 23.3 min left', 'about 11.7 min left',

@@ -114,8 +114,10 @@ def train(parts, args) -> None:
         records = finished(parts, args.work_dir)  # read once a line
         todo = [j for j in unfinished(jobs, records) if (j[0].name, *j[1:]) not in returned]
         left = remaining_seconds(todo, records, args.jobs)
+        # sweep.py records a run that failed or diverged and exits 0: say what it recorded
+        status = run_status(part, norm, batch, seed, args.work_dir) if rc == 0 else f'exit {rc}'
         print(f'[study {done}/{len(jobs)}] {part.name} {norm} {layout} s{seed}: '
-              f'{"ok" if rc == 0 else f"exit {rc}"} (elapsed {el / 60:.1f} min, '
+              f'{status or "no record"} (elapsed {el / 60:.1f} min, '
               + (f'about {left / 60:.1f} min left' if left is not None else
                  'the time left is unknown until a run of each part has finished')
               + ')', flush=True)
@@ -128,6 +130,15 @@ def finished(parts, work_dir: str) -> dict:
         recs = map(read_json, glob.glob(osp.join(work_dir, part.name, '*', RUN_INFO)))
         out[part.name] = [r for r in recs if r.get('status') == 'done']
     return out
+
+
+def run_status(part, norm, batch, seed, work_dir: str):
+    """The status (done, diverged, failed) of the newest run record of this cell in
+    ``work_dir``; None without one."""
+    paths = sorted(glob.glob(osp.join(work_dir, part.name, '*', RUN_INFO)), key=osp.getmtime)
+    recs = [r for r in map(read_json, paths) if (r['norm'], r['batch'], r['seed']) ==
+            (norm, batch, seed)]
+    return recs[-1].get('status') if recs else None
 
 
 def unfinished(jobs, records: dict) -> list:
