@@ -332,3 +332,28 @@ def test_a_part_trains_every_cell_s_first_seed_before_any_second():
     assert len(runs) == cells * len(part.seeds) and len(set(runs)) == len(runs)
     assert [s for _, _, s in runs] == sorted(s for _, _, s in runs)  # seed by seed
     assert {(n, b) for n, b, _ in runs[:cells]} == {(n, b) for n in part.norms for b in part.batch}
+
+
+def test_when_an_ssd_run_leaves_the_plateau():
+    """The plateau is the loss of background at 0.75 and the classes alike (3.636 for 4
+    classes); a run leaves it at the first logged iteration 0.02 below it; other detectors have
+    no such plateau."""
+    from normdet.study.results import _plateau
+    from normdet.study.runs import left_plateau, ssd_plateau
+    assert ssd_plateau(4) == pytest.approx(math.log(16) + 3 * math.log(4 / 3))
+    assert ssd_plateau(80) == pytest.approx(-math.log(0.25 / 80) - 3 * math.log(0.75))
+
+    def run(*losses, detector='SSD MobileNetV2', classes=4, status='done'):
+        return dict(detector=detector, num_classes=classes, status=status,
+                    curves=[dict(iter=16 * (i + 1), loss=v + 1, loss_cls=v)
+                            for i, v in enumerate(losses)])
+    assert left_plateau(run(7.1, 3.64, 3.62, 3.60, 3.2)) == 64  # 3.62 is within 0.02
+    assert left_plateau(run(7.1, 3.64, 3.63)) == 'never'
+    assert left_plateau(run(7.1, 3.64, 3.63, classes=8)) == 32  # its plateau is 4.33
+    assert left_plateau(run(1.2, 0.5, detector='RetinaNet ResNet18')) is None
+    assert left_plateau(run(1.2, 0.5, classes=None)) is None
+    assert _plateau([run(7, 3.5), run(7, 3.7, 3.5), run(7, 3.7), run(7, 3.5, status='diverged')]
+                    ) == '32-48; 1 never'
+    assert _plateau([run(7, 3.7, 3.5)]) == '48'
+    assert _plateau([run(7, 3.7)]) == '1 never'
+    assert _plateau([run(1.0, detector='RetinaNet ResNet18')]) == '-'

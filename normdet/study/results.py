@@ -13,7 +13,7 @@ from normdet.utils.io import atomic_write
 from .advice import CURVE_PNG, advice, advice_markdown, curve_points, plot_curve
 from .claims import collect_parts, overall, rule_claims, runs_by, verdict_rules
 from .report import mean_pm, write_study
-from .runs import ap
+from .runs import ap, left_plateau
 from .stats import mean_std
 
 
@@ -66,14 +66,19 @@ def results_markdown(plan, parts_runs, results, argv, extra: str = '') -> str:
                          f"{_fmt_p(c['p_greater'])} | {_fmt_p(c['p_less'])} | {c['n']} | "
                          f"{second}**{r['verdict'][0]}** | {r['verdict'][1]} |")
     lines += ['', '## Every group', '',
-              '| part | norm | batch/GPU | runs | AP (%) | AP50 | AP75 | not finished |',
-              '|---' * 8 + '|']
+              'SSD\'s plateau: the first logged iteration of each finished run whose '
+              'classification loss is below the plateau (ln(4 C) + 3 ln(4/3), 3.636 for the '
+              "benchmark's 4 classes) by 0.02, fewest to most, and how many runs never left it "
+              '(`docs/study/recipe.md`).', '',
+              '| part | norm | batch/GPU | runs | AP (%) | AP50 | AP75 | leaves SSD\'s plateau '
+              'at iteration | not finished |', '|---' * 9 + '|']
     for (part, norm, batch), g in sorted(table.items(), key=lambda kv: tuple(map(str, kv[0]))):
         aps = [[v for v in (ap(r, 'bbox', key) for r in g.values()) if v is not None]
                for key in ('mAP', 'mAP_50', 'mAP_75')]
         done = sum(r['status'] == 'done' for r in g.values())
         lines.append(f'| {part} | {norm} | {batch} | {len(g)} | '
-                     + ' | '.join(map(_ms, aps)) + f' | {len(g) - done} |')
+                     + ' | '.join(map(_ms, aps))
+                     + f' | {_plateau(g.values())} | {len(g) - done} |')
     lines += ['', '## The parts of the study', '']
     for part in plan:
         n = len(parts_runs.get(part.name) or [])
@@ -86,6 +91,17 @@ def results_markdown(plan, parts_runs, results, argv, extra: str = '') -> str:
                      f'{part.batch}{procs}, seeds {part.seeds}, {part.epochs} epochs{opts}. '
                      f'{where}')
     return '\n'.join(lines) + '\n' + ('\n' + extra if extra else '')
+
+
+def _plateau(runs) -> str:
+    """When a group's finished SSD runs left the plateau: '176-240', '176-240; 1 never', '-'."""
+    left = [left_plateau(r) for r in runs if r['status'] == 'done']
+    iters = sorted(i for i in left if isinstance(i, int))
+    never = left.count('never')
+    if not iters and not never:
+        return '-'
+    span = (f'{iters[0]}' if iters[0] == iters[-1] else f'{iters[0]}-{iters[-1]}') if iters else ''
+    return '; '.join(x for x in (span, f'{never} never' if never else '') if x)
 
 
 def _completeness(plan, parts_runs) -> list:

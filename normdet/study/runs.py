@@ -90,7 +90,9 @@ def _norm_type(model_cfg):
 def _describe_report(report: dict) -> dict:
     """What a run was, from its ``coco_metrics.json``."""
     schedule = report.get('schedule')
+    classes = (report.get('dataset') or {}).get('classes')
     return dict(detector=report.get('detector') or report.get('model'), norm=report.get('norm'),
+                num_classes=len(classes) if classes else None,
                 batch=(report.get('batch') or {}).get('per_gpu'),
                 gpus=(report.get('batch') or {}).get('gpus'),
                 dataset=(report.get('dataset') or {}).get('data_root'),
@@ -199,6 +201,26 @@ def mark_duplicates(runs) -> list:
             r['duplicate_of'] = rs[0]['work_dir']
             flagged.append(r)
     return flagged
+
+
+def ssd_plateau(num_classes: int) -> float:
+    """SSD's classification loss (per positive, hard negative mining at 3 negatives a positive)
+    when every anchor predicts background at 0.75 and the classes alike, ln(4 C) + 3 ln(4/3):
+    3.636 for 4 classes, the plateau a recipe must leave (docs/study/recipe.md)."""
+    return math.log(4 * num_classes) + 3 * math.log(4 / 3)
+
+
+def left_plateau(run):
+    """The first logged iteration at which an SSD run's classification loss is 0.02 or more
+    below its plateau (:func:`ssd_plateau`); 'never' for a run that did not leave it; None for a
+    run that is not SSD (no such plateau) or whose classes or losses are not known."""
+    if not str(run.get('detector') or '').startswith('SSD') or not run.get('num_classes'):
+        return None
+    losses = [(r['iter'], r['loss_cls']) for r in run.get('curves') or () if 'loss_cls' in r]
+    if not losses:
+        return None
+    below = ssd_plateau(run['num_classes']) - 0.02
+    return next((i for i, v in losses if finite(v) and v < below), 'never')
 
 
 def ap(run, task='bbox', key='mAP'):
