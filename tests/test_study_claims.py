@@ -322,6 +322,11 @@ def test_the_cost_line_says_which_runs_count_only_their_last_attempt(tmp_path):
     text = '\n'.join(_completeness([plan], {plan.name: runs}))
     assert ('recorded for 2 of them: 0.7 h; 1 of them resumed after an interruption, and counts '
             'only its last attempt.') in text
+    # the papers' parts are optional: the head counts them apart from the plan's own runs
+    assert '**Of the optional parts, 0 of 21 runs have finished**' in text  # no metrics
+    done = [dict(status='done', wall_s=600.)] * 2
+    assert '**Of the optional parts, 2 of 21 runs have finished**' in '\n'.join(
+        _completeness([plan], {plan.name: done}))
     assert 'resumed' not in '\n'.join(_completeness([plan], {plan.name: runs[:1]}))
 
 

@@ -106,17 +106,21 @@ def _plateau(runs) -> str:
 
 def _completeness(plan, parts_runs) -> list:
     """How much of the plan the results stand on: planned and finished runs per part."""
-    rows, planned, finished = [], 0, 0
+    rows, planned, finished = [], [0, 0], [0, 0]  # [the plan's, the optional parts']
     for part in plan:
         done = sum(r['status'] == 'done' for r in parts_runs.get(part.name) or [])
-        if not part.optional:
-            planned, finished = planned + len(part.runs()), finished + done
+        planned[part.optional] += len(part.runs())
+        finished[part.optional] += done
         rows.append(f'| {part.name}{" (optional)" if part.optional else ""} | '
                     f'{len(part.runs())} | {done} |')
-    head = (f'**{finished} of the {planned} runs of the plan have finished.**' +
+    head = (f'**{finished[0]} of the {planned[0]} runs of the plan have finished.**' +
             (' The comparisons of the missing runs are inconclusive (no paired seeds) until '
              'the command above trains them (it trains only what is missing).'
-             if finished < planned else ''))
+             if finished[0] < planned[0] else ''))
+    if planned[1]:  # the papers' protocol and the rest, trained with --parts
+        head += (f' **Of the optional parts, {finished[1]} of {planned[1]} runs have '
+                 'finished**: `--parts NAME ...` trains them (shell patterns: '
+                 "`--parts 'papers_ssdlite*'`).")
     runs = [r for rs in parts_runs.values() for r in rs or []]
     wall = sum(r.get('wall_s') or 0 for r in runs)
     cpu = [r['cpu_s'] for r in runs if r.get('cpu_s')]
