@@ -300,6 +300,12 @@ def test_ablations_compare_cells_the_plan_trains():
         oa, ob = (dict(o.split('=') for o in p.options) for p in (pa, pb))
         assert len({k for k in {**oa, **ob} if oa.get(k) != ob.get(k)}) == 1, label
     assert ablation_claims_for({'ablation_dnc_literal'}) == []
+    # both directions read as sentences, the detector first
+    assert [r[0] for r in rows if 'SC' in r[0]] == [
+        'SSDLite: DN-C (literal SC) does not train normally (vs BN)',
+        'SSDLite: DN-C, residual SC beats literal SC',
+        'SSDLite: DN-C, literal SC beats residual SC']
+    assert all(r[0].startswith(('SSDLite', 'RetinaNet')) for r in rows)
 
 
 def papers_ssdlite_part():

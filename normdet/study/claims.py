@@ -166,36 +166,37 @@ def ablation_claims_for(parts) -> list:
     ssd, ret = papers('ssdlite'), papers('retinanet')
     out = []
 
-    def both_ways(label_a, a, label_b, b):
-        return [(f'{label_a} beats {label_b}', 'beats', a, b, 'bbox'),
-                (f'{label_b} beats {label_a}', 'beats', b, a, 'bbox')]
+    def both_ways(prefix, label_a, a, label_b, b):  # 'SSDLite: DN-C ' + 'literal SC beats ...'
+        return [(f'{prefix}{label_a} beats {label_b}', 'beats', a, b, 'bbox'),
+                (f'{prefix}{label_b} beats {label_a}', 'beats', b, a, 'bbox')]
     rows = []
     for m in MABN_MOVING:
         if ablation_mabn(m) in parts and ret in parts:
-            rows += both_ways(f'RetinaNet: MABN with the {m} moving average(s) only'
-                              if m != 'none' else 'RetinaNet: MABN with no moving average',
-                              (ablation_mabn(m), 'MABN', 2), 'both (the paper)', (ret, 'MABN', 2))
+            rows += both_ways('RetinaNet: MABN with ', f'the {m} moving average only'
+                              if m != 'none' else 'no moving average',
+                              (ablation_mabn(m), 'MABN', 2), 'both (the paper\'s)',
+                              (ret, 'MABN', 2))
     if rows:
         out.append(('ablation_mabn', "Ablation: which of MABN's moving averages (forward: of "
                     'x^2, backward: of g z) decides its training, 8 x 2', rows))
     if ABLATION_CENCONV in parts and ssd in parts:
         out.append(('ablation_cenconv', "Ablation: CenConv on MobileNetV2's depthwise convs "
                     '(SSDLite MABN, 8 x 2)', both_ways(
-                        'SSDLite: depthwise convs plain', (ABLATION_CENCONV, 'MABN', 2),
+                        'SSDLite MABN: ', 'depthwise convs plain', (ABLATION_CENCONV, 'MABN', 2),
                         'every conv centred', (ssd, 'MABN', 2))))
     if ABLATION_DNC in parts and ssd in parts:
         out.append(('ablation_dnc', "Ablation: DN-C with the paper's literal SC module (SSDLite, "
                     '8 x 2)', [
                         ('SSDLite: DN-C (literal SC) does not train normally (vs BN)', 'fails',
                          (ABLATION_DNC, 'DNC', 2), (ssd, 'BN', 2), 'bbox'),
-                        *both_ways('SSDLite: DN-C residual SC', (ssd, 'DNC', 2), 'literal SC',
+                        *both_ways('SSDLite: DN-C, ', 'residual SC', (ssd, 'DNC', 2), 'literal SC',
                                    (ABLATION_DNC, 'DNC', 2))]))
     gn = [pl for pl in GN_PLACEMENTS if ablation_gn(pl) in parts]
     if gn and 'curve_1x16' in parts:
         rows = [(f'SSDLite: GN after the {pl} convs only beats GN everywhere', 'beats',
                  (ablation_gn(pl), 'GN', 16), ('curve_1x16', 'GN', 16), 'bbox') for pl in gn]
         if len(gn) == 2:
-            rows += both_ways('SSDLite: GN after the depthwise convs only',
+            rows += both_ways('SSDLite: GN ', 'after the depthwise convs only',
                               (ablation_gn('depthwise'), 'GN', 16), 'after the 1x1 convs only',
                               (ablation_gn('pointwise'), 'GN', 16))
         out.append(('ablation_gn', 'Ablation: where GN fails inside MobileNetV2 (SSDLite, 1 x 16; '
