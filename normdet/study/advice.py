@@ -34,12 +34,12 @@ def advice(table: dict) -> list:
     ``table``: claims.runs_by's."""
     out = []
     for det in PAPERS_DETECTORS:
-        variants = [v for v in ('', VARIANT_B)
-                    if any(k[0] == papers(det, v) for k in table)]
-        if '' not in variants:
-            continue
         aps = {v: {n: _aps(g) for (p, n, b), g in table.items() if p == papers(det, v)}
-               for v in variants}
+               for v in ('', VARIANT_B)}
+        # a variant counts once every norm has 2 seeds on it: one begun (BN only) would rank
+        # the norms that have runs there alone
+        variants = [v for v in ('', VARIANT_B) if v == '' or all(
+            len(aps[v].get(n, {})) >= 2 for n in PAPERS_NORMS)]
         norms = [n for n, a in aps[''].items() if a]
         if not norms:
             continue
