@@ -6,7 +6,8 @@ The rule, fixed before the runs: per detector, the norms are ranked by their mea
 over both variants (each variant's mean, averaged). The first is the one to use; a norm is "as
 good within noise" when its paired difference from the first is not significantly negative
 (one-sided paired t-test, p >= 0.05) on either variant. No norm is named while a norm of the
-part has fewer than 2 seeds on the benchmark.
+part has fewer than 2 seeds on the benchmark; the second variant counts once every norm has 2
+seeds on it (a bookkeeping fix of 2026-12-07: a variant begun with one norm ranked that norm).
 """
 import math
 import os.path as osp
