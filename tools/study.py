@@ -111,11 +111,12 @@ def train(parts, args) -> None:
         # what is left, from the records of the runs finished so far (a run skipped because it
         # finished before costs nothing now, so the elapsed time says nothing about the rest)
         returned.add((part.name, norm, batch, seed))
-        records = finished(parts, args.work_dir)  # read once a line
+        every = run_records(parts, args.work_dir)  # read once a line
+        records = done_only(every)
         todo = [j for j in unfinished(jobs, records) if (j[0].name, *j[1:]) not in returned]
         left = remaining_seconds(todo, records, args.jobs)
         # sweep.py records a run that failed or diverged and exits 0: say what it recorded
-        status = run_status(part, norm, batch, seed, args.work_dir) if rc == 0 else f'exit {rc}'
+        status = run_status(every, part, norm, batch, seed) if rc == 0 else f'exit {rc}'
         print(f'[study {done}/{len(jobs)}] {part.name} {norm} {layout} s{seed}: '
               f'{status or "no record"} (elapsed {el / 60:.1f} min, '
               + (f'about {left / 60:.1f} min left' if left is not None else
@@ -123,20 +124,28 @@ def train(parts, args) -> None:
               + ')', flush=True)
 
 
+def run_records(parts, work_dir: str) -> dict:
+    """{part name: the run records of the part in ``work_dir``, whatever their status, oldest
+    first}."""
+    return {part.name: [read_json(p) for p in sorted(
+        glob.glob(osp.join(work_dir, part.name, '*', RUN_INFO)), key=osp.getmtime)]
+        for part in parts}
+
+
+def done_only(records: dict) -> dict:
+    """:func:`run_records`'s records of the finished runs only."""
+    return {name: [r for r in rs if r.get('status') == 'done'] for name, rs in records.items()}
+
+
 def finished(parts, work_dir: str) -> dict:
     """{part name: the run records of the part's finished runs in ``work_dir``}."""
-    out = {}
-    for part in parts:
-        recs = map(read_json, glob.glob(osp.join(work_dir, part.name, '*', RUN_INFO)))
-        out[part.name] = [r for r in recs if r.get('status') == 'done']
-    return out
+    return done_only(run_records(parts, work_dir))
 
 
-def run_status(part, norm, batch, seed, work_dir: str):
-    """The status (done, diverged, failed) of the newest run record of this cell in
-    ``work_dir``; None without one."""
-    paths = sorted(glob.glob(osp.join(work_dir, part.name, '*', RUN_INFO)), key=osp.getmtime)
-    recs = [r for r in map(read_json, paths) if (r['norm'], r['batch'], r['seed']) ==
+def run_status(records: dict, part, norm, batch, seed):
+    """The status (done, diverged, failed) of the cell's newest run record in ``records``
+    (:func:`run_records`'s); None without one."""
+    recs = [r for r in records[part.name] if (r['norm'], r['batch'], r['seed']) ==
             (norm, batch, seed)]
     return recs[-1].get('status') if recs else None
 
