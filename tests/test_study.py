@@ -232,9 +232,10 @@ def test_sweep_finds_any_detector_config():
 
 
 def test_study_estimates_the_plan_from_one_seed(tmp_path):
-    """tools/study.py --seeds: the whole plan's time at J jobs from the runs of one seed, handed
-    out in the plan's order to the first free job; no estimate while a cell has no finished run;
-    a seed the plan does not have is refused by name."""
+    """tools/study.py --seeds: the whole plan's time at J jobs from the runs of one seed, the
+    one-process runs handed out in the plan's order to the first free job, then the runs of
+    several processes one at a time, as train() runs them; no estimate while a cell has no
+    finished run; a seed the plan does not have is refused by name."""
     study = tool('study')
     parts = [study.Part('a', 'mini/ssdlite', ['BN', 'GN'], [2], 1, seeds=[0, 1]),
              study.Part('b', 'mini/ssdlite', ['BN'], [16], 1, seeds=[0, 1])]
@@ -248,6 +249,13 @@ def test_study_estimates_the_plan_from_one_seed(tmp_path):
     # BN16 50; 2 jobs: [100, 300] -> [200, 300] -> [500, 300] -> [500, 350] -> [500, 400]
     assert study.estimate_plan(parts, str(tmp_path), 2) == (500.0, 6)
     assert study.estimate_plan(parts, str(tmp_path), 1) == (900.0, 6)
+    # runs of several processes go one at a time after the one-process runs, whatever --jobs
+    eight = study.Part('p', 'mini/ssdlite', ['BN'], [2], 1, seeds=[0, 1], gpus=8)
+    d = tmp_path / 'p' / 'BN_2_s0'
+    d.mkdir(parents=True)
+    (d / 'sweep_run.json').write_text(json.dumps(dict(norm='BN', batch=2, seed=0, status='done',
+                                                     wall_s=700.0)))
+    assert study.estimate_plan([eight] + parts, str(tmp_path), 2) == (500.0 + 1400.0, 8)
     parts.append(study.Part('c', 'mini/retinanet', ['BN'], [2], 1))  # not trained yet
     assert study.estimate_plan(parts, str(tmp_path), 2) is None
     with pytest.raises(ConfigError, match=r'--seeds \[7\]: no part of the plan has these seeds'):

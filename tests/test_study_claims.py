@@ -219,7 +219,7 @@ def test_papers_parts_share_one_total_batch_and_recipe():
 def test_a_claim_is_reproduced_only_on_both_variants(first, second, n, want):
     v, why = combine((first, 'a'), (second, 'b'), n)
     assert v == want
-    assert ('no runs yet' in why) == (n == 0)
+    assert ('no seed trained on both sides yet' in why) == (n == 0)
 
 
 def test_rule_claims_rules_the_papers_protocol_on_both_variants():

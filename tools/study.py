@@ -7,14 +7,15 @@ docs/results.md (numbers, paired t-tests, a verdict per claim) and its plots.
 Each part of the plan (normdet.study.plan) is a grid of (norm, images per GPU, seed) runs of one
 mini config, trained by tools/sweep.py (resumable: finished runs are kept, an interrupted one
 resumes), ``--jobs`` of them at a time (each with cores / jobs threads: on 2 cores two
-single-threaded runs train faster than one run on two threads), seed by seed: every norm's first
+single-threaded runs train faster than one run on two threads), then the runs of several
+processes (the papers' parts) one at a time, seed by seed: every norm's first
 seed before any norm's second, so that a study stopped part-way leaves paired seeds. Every run of
 a part has the same data, epochs and recipe; what differs between runs is only what the part
 varies.
 ``--report-only`` writes the results from the runs already there. ``--plan smoke`` is the CI
 version: two one-epoch runs on a tiny dataset. ``--seeds 0`` trains one seed of every run of the
 plan (its results go to WORK_DIR/results.md) and, from those runs' times, estimates how long the
-whole plan takes on this machine.
+whole plan (with ``--parts``, the parts named) takes on this machine.
 """
 import argparse
 import concurrent.futures
@@ -181,23 +182,26 @@ def run_costs(jobs, records: dict, fallback: bool = False):
     return costs
 
 
-def remaining_seconds(jobs, records: dict, n_jobs: int):
-    """About how long the unfinished ``jobs`` take, as train() runs them: the one-process runs
-    ``n_jobs`` at a time, then the runs of several processes one at a time; None when a part
-    has no finished run in ``records`` to cost them by."""
-    single = run_costs([j for j in jobs if j[0].gpus == 1], records, fallback=True)
-    several = run_costs([j for j in jobs if j[0].gpus > 1], records, fallback=True)
+def remaining_seconds(jobs, records: dict, n_jobs: int, fallback: bool = True):
+    """About how long ``jobs`` take, as train() runs them: the one-process runs ``n_jobs`` at a
+    time, then the runs of several processes one at a time, each costing the mean time of the
+    runs of its (part, norm, batch) in ``records`` (with ``fallback``, of its part); None when a
+    job has no run in ``records`` to cost it by."""
+    single = run_costs([j for j in jobs if j[0].gpus == 1], records, fallback)
+    several = run_costs([j for j in jobs if j[0].gpus > 1], records, fallback)
     if single is None or several is None:
         return None
     return schedule(single, n_jobs) + sum(several)
 
 
 def estimate_plan(parts, work_dir: str, jobs: int):
-    """Seconds the parts' runs take at ``jobs`` at a time, in the order train() hands them out,
-    each run costing the mean time of the runs of its (part, norm, batch) already trained;
-    None when a cell has no finished run."""
-    costs = run_costs([(p, *r) for p in parts for r in p.runs()], finished(parts, work_dir))
-    return None if costs is None else (schedule(costs, jobs), len(costs))
+    """(seconds, runs): how long all the parts' runs take as train() runs them (``jobs`` of the
+    one-process runs at a time, then the others one at a time), each run costing the mean time
+    of the runs of its (part, norm, batch) already trained; None when a cell has no finished
+    run."""
+    runs = [(p, *r) for p in parts for r in p.runs()]
+    t = remaining_seconds(runs, finished(parts, work_dir), jobs, fallback=False)
+    return None if t is None else (t, len(runs))
 
 
 def select_parts(parts, patterns, plan='full') -> list:
@@ -231,9 +235,11 @@ def main(argv=None):
     if args.seeds:
         est = estimate_plan(planned, args.work_dir, args.jobs)
         if est:
-            print(f'[study] the whole plan ({est[1]} runs) at {args.jobs} at a time on this '
-                  f'machine: about {est[0] / 3600:.2f} h (each run costing the mean time of '
-                  'its part, norm and batch here)', flush=True)
+            what = 'the selected parts' if args.parts else 'the whole plan'
+            print(f'[study] {what} ({est[1]} runs) at {args.jobs} at a time on this machine '
+                  f'(runs of several processes one at a time): about {est[0] / 3600:.2f} h '
+                  '(each run costing the mean time of its part, norm and batch here)',
+                  flush=True)
         if not args.results:
             args.results = osp.join(args.work_dir, 'results.md')
     from normdet.study import write_results

@@ -208,7 +208,8 @@ def combine(first: tuple, second: tuple, second_n: int) -> tuple:
     """One verdict from a comparison's verdicts on the benchmark's two variants (the rule of the
     module docstring); ``second_n``: the second variant's paired seeds."""
     if not second_n:
-        return 'inconclusive', f'{first[0]} on the benchmark; the second variant has no runs yet'
+        return 'inconclusive', (f'{first[0]} on the benchmark; the second variant has no seed '
+                                'trained on both sides yet')
     both = f'benchmark: {first[0]} ({first[1]}); second variant: {second[0]} ({second[1]})'
     if first[0] == second[0] == 'reproduced':
         return 'reproduced', both
