@@ -2,8 +2,10 @@
 
     from mmengine.config import Config
     from normdet import convert_norm
-    cfg = convert_norm(Config.fromfile('mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py'),
-                       'DNB')
+    cfg = convert_norm(Config.fromfile('configs/my_ssdlite.py'), 'DNB')
+
+(any MMDetection config: a file whose ``_base_`` is ``mmdet::ssd/ssdlite_...py`` or mmdet's
+packaged config itself, under ``mmengine.utils.get_installed_path('mmdet')/.mim/configs``)
 
 Every dict in ``cfg.model`` whose ``norm_cfg`` is a BN (backbone, neck, heads: wherever the
 config normalizes) gets the new norm, built from that BN config by the norm's entry in
