@@ -4,7 +4,8 @@ A model built without configs (torchvision, timm, your own) is converted after i
 detectron2's ``FrozenBatchNorm2d.convert_frozen_batchnorm`` and timm's ``freeze_batch_norm_2d``
 swap theirs:
 
-    model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(weights=None)
+    model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(
+        weights=None, weights_backbone=None)
     model = normdet.convert_module(model, 'FRN')
 
 (An MMDetection config is rewritten before it is built by ``normdet.openmmlab.convert_norm``.)
