@@ -62,6 +62,15 @@ def dup_category_name(ann, rng):
     ann['categories'][1]['name'] = ann['categories'][0]['name']
 
 
+def dup_file_name(ann, rng):
+    a, b = rng.sample(ann['images'], 2)
+    b['file_name'] = a['file_name']
+
+
+def zero_area(ann, rng):
+    rng.choice(ann['annotations'])['area'] = 0
+
+
 def nan_box(ann, rng):
     rng.choice(ann['annotations'])['bbox'][rng.randrange(4)] = float('nan')
 
@@ -102,6 +111,7 @@ def unlisted_image(ann, rng):
 FATAL = [(dup_image_id, TRAIN, 'image ids used twice'),
          (dup_ann_id, TRAIN, 'annotation ids used twice'),
          (dup_category_name, VAL, 'category names used twice'),
+         (dup_file_name, TRAIN, 'file names used by two images'),
          (nan_box, TRAIN, 'boxes that are not 4 finite numbers'),
          (short_box, VAL, 'boxes that are not 4 finite numbers'),
          (no_width, TRAIN, 'images without a positive width and height'),
@@ -110,6 +120,7 @@ FATAL = [(dup_image_id, TRAIN, 'image ids used twice'),
          (all_crowd, TRAIN, 'no annotation to train on')]
 WARNED = [(unknown_category, 'annotations with a category id that is not one of the classes'),
           (zero_box, 'annotations of zero or negative size'),
+          (zero_area, 'annotations whose area is zero or negative'),
           (unlisted_image, 'annotations of an image the file does not list')]
 
 

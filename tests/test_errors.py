@@ -223,6 +223,61 @@ def test_config_not_found(name, trained, capsys):
     assert "config 'configs/ssdlite_nonorm.py' not found" in msg
 
 
+@pytest.mark.parametrize('name', ['train', 'test', 'deploy'])
+def test_config_is_a_folder(name, trained, capsys):
+    args = ['configs/'] + ([trained / 'epoch_1.pth'] if name != 'train' else [])
+    msg = fails(capsys, name, *args)
+    assert "config 'configs/' is a folder, not a file" in msg
+
+
+def test_config_without_a_model(tmp_path, capsys):
+    msg = fails(capsys, 'train', write_config(tmp_path, "norm = 'GN'\n"))
+    assert 'defines no model: inherit a detector' in msg and 'configs/_base_/ssdlite.py' in msg
+
+
+def test_normdet_keys_without_normdet_runner(tmp_path, capsys):
+    """A plain MMDetection config that sets norm would train mmdet's BN (and look for COCO)."""
+    path = write_config(tmp_path, """
+        _base_ = 'mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py'
+        norm = 'GN'
+    """)
+    msg = fails(capsys, 'train', path, '--work-dir', tmp_path / 'w')
+    assert "sets norm but does not run normdet's runner" in msg
+    assert 'configs/_base_/normdet_runtime.py' in msg
+
+
+@pytest.mark.parametrize('option, key', [
+    ('train_cfg.max_epochs=0', 'train_cfg.max_epochs'),
+    ('train_cfg.val_interval=-1', 'train_cfg.val_interval'),
+    ('auto_scale_lr.base_batch_size=0', 'auto_scale_lr.base_batch_size'),
+    ('default_hooks.logger.interval=0', 'default_hooks.logger.interval'),
+    ('norm_options.target_batch=-32', 'norm_options.target_batch'),
+    ('norm_options.num_groups=2.5', 'norm_options.num_groups')])
+def test_a_count_that_is_not_a_positive_integer(option, key, coco, tmp_path, capsys):
+    """0 epochs trained nothing and evaluated the untrained model as the run's result; a base
+    batch of 0 divided by zero; a negative MABN target batch built a 2-iteration buffer."""
+    msg = fails(capsys, 'train', *train_args(tmp_path, coco, option))
+    assert f'{key} must be a positive integer (' in msg and f'got {option.split("=")[1]}' in msg
+    assert not os.listdir(tmp_path)
+
+
+def test_norm_given_as_a_list(coco, tmp_path, capsys):
+    msg = fails(capsys, 'train', *train_args(tmp_path, coco, 'norm=[GN]'))
+    assert "norm must be one name, one of BN, SyncBN, GN" in msg and "got ['GN']" in msg
+
+
+def test_pytorch_launcher_outside_torchrun(coco, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv('RANK', raising=False)
+    msg = fails(capsys, 'train', *train_args(tmp_path, coco, extra=['--launcher', 'pytorch']))
+    assert '--launcher pytorch outside torchrun' in msg and 'tools/dist_train.sh' in msg
+
+
+def test_deploy_names_a_model_that_cannot_be_built(capsys):
+    msg = fails(capsys, 'deploy', config_path('ssdlite', 'GN'), '--size', '64', '64',
+                '--cfg-options', 'norm_options.num_groups=5')
+    assert 'model: cannot be built from the config' in msg and 'num_groups (5)' in msg
+
+
 def test_unknown_norm(coco, tmp_path, capsys):
     msg = fails(capsys, 'train', *train_args(tmp_path, coco, 'norm=BatchNrom'))
     assert "unknown norm 'BatchNrom'; choose one of BN, SyncBN, GN" in msg
@@ -301,6 +356,20 @@ def test_out_is_not_a_pickle(trained, tmp_path, capsys):
 def test_data_root_missing(tmp_path, capsys):
     msg = fails(capsys, 'train', *train_args(tmp_path, '/no/such/coco/'))
     assert "dataset root '/no/such/coco/' does not exist" in msg and 'NORMDET_DATA_ROOT' in msg
+
+
+def test_data_root_is_a_file(tmp_path, capsys):
+    (tmp_path / 'coco.json').write_text('{}')
+    msg = fails(capsys, 'train', *train_args(tmp_path / 'w', tmp_path / 'coco.json'))
+    assert 'coco.json' in msg and 'is a file, not a folder' in msg
+
+
+def test_annotation_file_is_a_folder(coco, tmp_path, capsys):
+    root = copy_coco(coco, tmp_path)
+    (root / 'annotations' / 'instances_val2017.json').unlink()
+    (root / 'annotations' / 'instances_val2017.json').mkdir()
+    msg = fails(capsys, 'train', *train_args(tmp_path / 'w', root))
+    assert 'instances_val2017.json' in msg and 'is a folder, not a file' in msg
 
 
 def test_annotation_file_missing(coco, tmp_path, capsys):
@@ -476,6 +545,15 @@ def test_not_a_checkpoint(tmp_path, capsys):
     assert 'is truncated or not a PyTorch checkpoint' in msg
 
 
+def test_load_from_a_text_file(coco, tmp_path, capsys):
+    """A text file's bytes are no pickle: the message says so, and does not invite an unsafe
+    torch.load(weights_only=False) as it did for it."""
+    path = tmp_path / 'notes.md'
+    path.write_text('# my notes\n')
+    msg = fails(capsys, 'train', *train_args(tmp_path / 'w', coco, f'load_from={path}'))
+    assert 'is not a PyTorch checkpoint' in msg and 'weights_only=False' not in msg
+
+
 class _RunsCode:
     def __init__(self, marker):
         self.marker = marker
@@ -496,6 +574,12 @@ def test_malicious_checkpoint_is_refused(tmp_path, capsys):
 def test_checkpoint_not_found(name, tmp_path, capsys):
     msg = fails(capsys, name, SSD_BN, tmp_path / 'nope.pth')
     assert 'nope.pth' in msg and 'not found' in msg
+
+
+@pytest.mark.parametrize('name', ['test', 'deploy'])
+def test_checkpoint_is_a_folder(name, tmp_path, capsys):
+    msg = fails(capsys, name, SSD_BN, tmp_path)
+    assert f"checkpoint '{tmp_path}' is a folder, not a file" in msg
 
 
 @pytest.fixture(scope='module')

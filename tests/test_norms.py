@@ -1,5 +1,8 @@
 """The norm table (normdet.norms): every entry builds its layer, inside and outside mmcv, its
 norm_cfg follows BN's as the entry says, and a new norm needs only its layer and one entry."""
+import inspect
+import re
+
 import pytest
 import torch
 from mmcv.cnn import build_norm_layer
@@ -11,6 +14,7 @@ from normdet.openmmlab import check_norm_types, convert_norm, models as registry
 from normdet.norms import fold_norms
 from normdet.norms import NORMS, Norm, NormContext, batch_free_norms, get_norm, norm_of, register_norm
 from normdet.openmmlab.engine.optim import NormDetOptimWrapperConstructor
+from normdet.utils.errors import ConfigError
 
 
 @pytest.mark.parametrize('name', NORMS)
@@ -119,6 +123,56 @@ def test_bad_input_is_named(name):
         layer(torch.zeros(2, 4, 3, 3, dtype=torch.uint8))
     with pytest.raises(ValueError, match=r'empty input of shape \(0, 4, 3, 3\)'):
         layer(torch.zeros(0, 4, 3, 3))
+
+
+NORMDET_LAYERS = [n for n in LAYER_NORMS if n != 'SyncBN']  # SyncBN: torch's own constructor
+
+
+OUT_OF_DOMAIN = [('num_features', 0), ('num_features', -3), ('num_features', 8.0),
+                 ('num_features', True), ('eps', 0), ('eps', -1e-5), ('eps', float('nan')),
+                 ('eps', '1e-5'), ('momentum', 1.5), ('momentum', -0.1), ('momentum', float('inf'))]
+
+
+@pytest.mark.parametrize('name, arg, value', [
+    (n, a, v) for n in NORMDET_LAYERS for a, v in OUT_OF_DOMAIN
+    if a in inspect.signature(NORMS[n].layer_class.__init__).parameters])
+def test_a_constructor_argument_out_of_its_domain_is_named(name, arg, value):
+    """Every layer refuses a channel count, eps or momentum (where it takes one) outside its
+    domain at construction, naming the argument and the value (eps <= 0 trained to NaN;
+    num_features=0 built a layer that failed only on its first input)."""
+    layer = NORMS[name].layer_class
+    kwargs = {'num_features': 8, arg: value}
+    with pytest.raises(ValueError, match=rf'{name} {arg} must be .*got {re.escape(repr(value))}'):
+        layer(**kwargs)
+
+
+@pytest.mark.parametrize('name', NORMDET_LAYERS)
+def test_a_full_precision_input_of_another_dtype_runs_or_is_named(name):
+    """A float64 input to a float32 layer (and the reverse) computes in the input's dtype, or is
+    refused naming both dtypes and the conversion; never torch's "mixed dtype"."""
+    for layer_dtype, x_dtype in ((torch.float32, torch.float64), (torch.float64, torch.float32)):
+        layer = NORMS[name].build(4).to(layer_dtype).train()
+        x = torch.randn(2, 4, 3, 3, dtype=x_dtype)
+        try:
+            assert layer(x).dtype == x_dtype
+        except TypeError as e:
+            assert str(layer_dtype) in str(e) and str(x_dtype) in str(e) and '.to(' in str(e)
+
+
+def test_the_table_refuses_an_argument_its_layer_does_not_take():
+    with pytest.raises(ConfigError, match=r"the DNB norm takes no argument 'bogus'; it takes eps, "
+                                          r'momentum, reduction'):
+        get_norm('DNB').build(8, bogus=1)
+    for groups in (0, -4, 2.5):
+        with pytest.raises(ConfigError, match=rf'GN num_groups must be a positive integer, got '
+                                              rf'{groups}'):
+            get_norm('GN').build(12, num_groups=groups)
+    assert get_norm('GN').build(24).num_groups == 8  # gcd(32, 24): one setting for every width
+    for key in ('batch_per_gpu', 'target_batch', 'num_groups'):
+        with pytest.raises(ConfigError, match=rf'NormContext {key} must be a positive integer'):
+            NormContext(**{key: 0})
+    with pytest.raises(ConfigError, match=r"norm must be one name, one of BN, .*; got \['GN'\]"):
+        get_norm(['GN'])
 
 
 @pytest.mark.parametrize('name', LAYER_NORMS)

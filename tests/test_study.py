@@ -262,6 +262,18 @@ def test_study_estimates_the_plan_from_one_seed(tmp_path):
         study.main(['--seeds', '7', '--report-only', '--work-dir', str(tmp_path)])
 
 
+def test_study_epochs_name_the_detectors():
+    """--epochs DETECTOR=N: a detector not named keeps its default; a misspelt detector or a
+    count that is not a positive integer is refused naming the form and the detectors."""
+    from normdet.study.plan import DEFAULT_EPOCHS, epochs_of
+    defaults = epochs_of(DEFAULT_EPOCHS)
+    assert epochs_of(['ssdlite=8']) == dict(defaults, ssdlite=8)
+    for bad in ('ssdlite=abc', 'sddlite=4', 'ssdlite=0', 'ssdlite=-3', 'ssdlite'):
+        with pytest.raises(ConfigError, match=rf"--epochs takes DETECTOR=N, N a positive integer, "
+                                              rf"for ssdlite, retinanet, mask_rcnn; got '{bad}'"):
+            epochs_of([bad])
+
+
 def test_the_time_left_counts_only_runs_not_finished_before(tmp_path, monkeypatch, capsys):
     """The progress line's time left costs the runs still to train by the records of finished
     ones, not by the elapsed time: a resumed study skips its finished runs in seconds, and

@@ -27,7 +27,7 @@ from normdet.cli.stack import require_openmmlab  # noqa: E402
 require_openmmlab()
 from normdet.cli.args import parse_tool_args, positive_int  # noqa: E402
 from normdet.cli.run import run_tool  # noqa: E402
-from normdet.utils.errors import ConfigError  # noqa: E402
+from normdet.utils.errors import ConfigError, path_problem  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -43,7 +43,8 @@ def parse_args(argv=None):
     if (args.config is None) == (args.torchvision is None):
         raise ConfigError('give a config or --torchvision MODEL, not both')
     if args.config is not None and not osp.isfile(args.config):
-        raise ConfigError(f'config {args.config!r} not found; the configs are in configs/, e.g. '
+        raise ConfigError(f'config {args.config!r} {path_problem(args.config)}; the configs are in '
+                          'configs/, e.g. '
                           'configs/ssdlite_dnb.py')
     return args
 

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ..utils.errors import DataError, DataNotFoundError
+from ..utils.errors import DataError, DataNotFoundError, path_problem
 
 SHAPES = ('circle', 'square', 'triangle', 'star', 'hexagon', 'cross', 'ring', 'ellipse')
 CLASSES = SHAPES[:4]  # the default preset's classes
@@ -234,15 +234,16 @@ def check_coco(data_root: str, ann_file: str, img_dir: str):
     file's categories sorted by id, or None for a file too large to parse twice."""
     if not osp.isdir(data_root):
         raise DataNotFoundError(
-            f'dataset root {data_root!r} does not exist: point the config at your COCO copy with '
-            "--cfg-options data_root=/path/to/coco/ (it must hold annotations/ and train2017/, "
-            'val2017/) or set NORMDET_DATA_ROOT, or leave both unset to use the embedded '
-            'synthetic dataset')
+            f'dataset root {data_root!r} {path_problem(data_root, "folder", "does not exist")}: '
+            'point data_root at your COCO copy, a folder that holds annotations/, train2017/ and '
+            'val2017/ (the training tools: --cfg-options data_root=/path/to/coco/ or '
+            'NORMDET_DATA_ROOT; leave both unset for the embedded synthetic dataset)')
     ann_path = osp.join(data_root, ann_file)
     if not osp.isfile(ann_path):
-        raise DataNotFoundError(f'annotation file {ann_path!r} not found: COCO keeps it at '
-                                f'{osp.join(data_root, "annotations", "instances_val2017.json")}'
-                                ' (and train2017); check data_root and ann_file')
+        usual = osp.join(data_root, 'annotations', 'instances_val2017.json')
+        raise DataNotFoundError(f'annotation file {ann_path!r} {path_problem(ann_path)}: COCO '
+                                f'keeps it at {usual} (and train2017); check data_root and '
+                                'ann_file')
     size = osp.getsize(ann_path)
     if size > FULL_CHECK_BYTES:
         with open(ann_path, 'rb') as f:
@@ -281,5 +282,6 @@ def check_coco(data_root: str, ann_file: str, img_dir: str):
 
 def _check_image_folder(data_root: str, img_dir: str) -> None:
     if not osp.isdir(osp.join(data_root, img_dir)):
-        raise DataNotFoundError(f'image folder {osp.join(data_root, img_dir)!r} not found; '
+        raise DataNotFoundError(f'image folder {osp.join(data_root, img_dir)!r} '
+                                f'{path_problem(osp.join(data_root, img_dir), "folder")}; '
                                 'check data_root and data_prefix')

@@ -63,8 +63,10 @@ def dropped_by_mmdet(ann: dict, img: dict, cat_ids) -> str:
     with a box of 4 numbers), as the end of 'annotations ...'; '' when it keeps it. The one place
     that says mmdet's rules: the dataset counts by it, and so does this check."""
     x, y, w, h = ann['bbox']
-    if w < 1 or h < 1 or ann.get('area', 1) <= 0:
+    if w < 1 or h < 1:
         return 'of zero or negative size'
+    if ann.get('area', 1) <= 0:
+        return 'whose area is zero or negative (mmdet drops them by their area field)'
     if min(x + w, img['width']) - max(x, 0) <= 0 or min(y + h, img['height']) - max(y, 0) <= 0:
         return 'entirely outside the image'
     if ann.get('category_id') not in cat_ids:
@@ -154,6 +156,9 @@ def check_annotations(ann: dict, trained: bool, masks=None) -> tuple:
     names = _repeated(c['name'] for c in cats)
     if names:
         fatal['category names used twice'] = names
+    files = _repeated(i['file_name'] for i in images)
+    if files:  # each image's boxes would be paired with one picture
+        fatal['file names used by two images'] = files
     sizeless = [i['id'] for i in images if not (
         _number(i.get('width')) and _number(i.get('height'))
         and i['width'] > 0 and i['height'] > 0)]

@@ -1,6 +1,33 @@
 """One-line input checks shared by the normalization layers; each error says what was expected
 and how to fix it."""
+import math
+import numbers
+
 import torch
+
+
+def check_args(layer: str, num_features, eps, momentum=None, **counts) -> None:
+    """A layer's constructor arguments in their domains, each error naming the argument: the
+    channel count and ``counts`` (reduction, buffer sizes) positive integers, eps a positive
+    number (it keeps the division finite), momentum a fraction in [0, 1]."""
+    def integer(v):
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+    def real(v):
+        return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+    if not integer(num_features) or num_features < 1:
+        raise ValueError(f'{layer} num_features must be a positive integer (the channels of its '
+                         f'input), got {num_features!r}')
+    if not real(eps) or eps <= 0:
+        raise ValueError(f'{layer} eps must be a positive number (added to the variance so that '
+                         f'the division stays finite, e.g. 1e-5), got {eps!r}')
+    if momentum is not None and (not real(momentum) or not 0 <= momentum <= 1):
+        raise ValueError(f'{layer} momentum must be a fraction in [0, 1] (the weight of the new '
+                         f'statistics), got {momentum!r}')
+    for key, value in counts.items():
+        if not integer(value) or value < 1:
+            raise ValueError(f'{layer} {key} must be a positive integer, got {value!r}')
 
 
 def check_input(layer, x: torch.Tensor) -> None:

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._affine import as_dtype, backend, exporting
-from ._checks import check_batch_stats, check_input, flag_nonfinite, upcast
+from ._checks import check_args, check_batch_stats, check_input, flag_nonfinite, upcast
 from ._dist import (all_reduce_sum, batch_moments, sync_world_size, unbias,
                     update_running_stats)
 
@@ -175,6 +175,8 @@ class _DynamicNorm(nn.Module):
                  reduction: int = 16, min_hidden: int = 8, sync_stats: bool = False,
                  sc_input: str = 'raw', sc_form: str = 'residual'):
         super().__init__()
+        check_args(type(self).__name__, num_features, eps, momentum, reduction=reduction,
+                   min_hidden=min_hidden)
         if sc_input not in SC_INPUTS:
             raise ValueError(f'sc_input must be one of {SC_INPUTS}, got {sc_input!r}')
         if sc_form not in SC_FORMS:

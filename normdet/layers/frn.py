@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ._affine import as_dtype, backend, compute_dtype, exporting
-from ._checks import check_input, flag_nonfinite, upcast
+from ._checks import check_args, check_input, flag_nonfinite, upcast
 
 LEARNABLE_EPS = (False, True, 'auto')
 
@@ -81,6 +81,7 @@ class FRN(nn.Module):
     def __init__(self, num_features: int, eps: float = 1e-6, tlu: bool = True,
                  learnable_eps=False):
         super().__init__()
+        check_args('FRN', num_features, eps)
         if learnable_eps not in LEARNABLE_EPS:
             raise ValueError(f'FRN learnable_eps must be one of {LEARNABLE_EPS}, got '
                              f'{learnable_eps!r}')

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from ._affine import as_dtype, backend
-from ._checks import check_input, flag_nonfinite, upcast
+from ._checks import check_args, check_input, flag_nonfinite, upcast
 from ._dist import all_reduce_mean_no_grad, batch_mean_no_grad
 
 DIMS = (0, 2, 3)
@@ -119,9 +119,10 @@ class MABN(nn.Module):
         if moving_averages not in MOVING:
             raise ValueError(f'MABN moving_averages must be one of {", ".join(MOVING)}, got '
                              f'{moving_averages!r}')
-        if buffer_size < 1:
-            raise ValueError(f'MABN buffer_size must be >= 1, got {buffer_size}; use target batch '
-                             '/ per-GPU batch (32 / 2 = 16 in the paper)')
+        check_args('MABN', num_features, eps, momentum)
+        if isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or buffer_size < 1:
+            raise ValueError(f'MABN buffer_size must be a positive integer, got {buffer_size!r}; '
+                             'use target batch / per-GPU batch (32 / 2 = 16 in the paper)')
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.warmup_iters, self.buffer_size = warmup_iters, buffer_size
         self.renorm_iters, self.r_max = renorm_iters, r_max

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_batch_stats, check_input, upcast
+from ._checks import check_args, check_batch_stats, check_input, upcast
 from ._dist import local_batch_norm, sync_world_size, synced_batch_norm
 
 
@@ -33,6 +33,7 @@ class RBN(nn.Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
                  bn_weight: float = 0.1, sync_stats: bool = False):
         super().__init__()
+        check_args('RBN', num_features, eps, momentum)
         self.num_features, self.eps, self.momentum, self.bn_weight = (
             num_features, eps, momentum, bn_weight)
         self.sync_stats = sync_stats
@@ -54,6 +55,10 @@ class RBN(nn.Module):
         # kernels round per element; a layer converted to bf16/fp16 computes in its own dtype
         dtype = x.dtype
         x = upcast(x) if self.scale.dtype != dtype else x
+        if x.dtype != self.scale.dtype:  # torch's batch_norm kernels take no other mix
+            raise TypeError(f'RBN holds {self.scale.dtype} parameters but got a {dtype} input; '
+                            f'convert the layer (rbn.to({dtype}), e.g. model.double()) or the '
+                            f'input (x.to({self.scale.dtype}))')
         if not self.training:
             return F.batch_norm(x, self.running_mean, self.running_var, self.scale, self.bias,
                                 False, 0.0, self.eps).to(dtype)

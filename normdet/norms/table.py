@@ -33,6 +33,7 @@ Adding a norm: its layer file in ``normdet/layers/``, one ``register_norm(Norm(.
 its configs (``configs/<detector>_<name>.py``, two lines each).
 """
 import dataclasses
+import inspect
 import math
 from typing import Callable, Optional
 
@@ -53,6 +54,12 @@ class NormContext:
     target_batch: int = 32      # MABN: the batch its moving averages emulate
     num_groups: int = 32        # GN
     sync_stats: bool = False    # 'option' norms reduce their statistics over all processes
+
+    def __post_init__(self):
+        for key in ('batch_per_gpu', 'target_batch', 'num_groups'):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f'NormContext {key} must be a positive integer, got {value!r}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,11 +97,25 @@ class Norm:
         return self.layer or dict(BN=nn.BatchNorm2d, GN=nn.GroupNorm)[self.type]
 
     def build(self, num_features: int, ctx: NormContext = NormContext(), **kwargs) -> nn.Module:
-        """The layer as ``norm_cfg(BN defaults)`` builds it, without mmcv."""
+        """The layer as ``norm_cfg(BN defaults)`` builds it, without mmcv; ``kwargs`` override
+        the layer's arguments. GN takes the largest group count that divides both
+        ``num_groups`` and ``num_features`` (gcd: 8 groups for 24 channels at 32), so that one
+        setting serves every width of a model."""
+        params = inspect.signature(self.layer_class.__init__).parameters
+        accepted = [p for p in params if p not in ('self', 'num_features', 'num_channels')]
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        unknown = [k for k in kwargs if k not in accepted and not takes_any]
+        if unknown:
+            raise ConfigError(f'the {self.name} norm takes no argument {unknown[0]!r}; it takes '
+                              f'{", ".join(accepted)}')
         cfg = self.norm_cfg({}, ctx)
         cfg.pop('type'), cfg.pop('requires_grad')
         cfg.update(kwargs)
         if self.layer_class is nn.GroupNorm:
+            if isinstance(cfg['num_groups'], bool) or not isinstance(cfg['num_groups'], int) \
+                    or cfg['num_groups'] < 1:
+                raise ConfigError(f'GN num_groups must be a positive integer, got '
+                                  f'{cfg["num_groups"]!r}')
             groups = math.gcd(cfg.pop('num_groups'), num_features)
             return nn.GroupNorm(groups, num_features, **cfg)
         return self.layer_class(num_features, **cfg)
@@ -113,6 +134,8 @@ def register_norm(norm: Norm) -> Norm:
 
 
 def get_norm(name: str) -> Norm:
+    if not isinstance(name, str):
+        raise ConfigError(f'norm must be one name, one of {", ".join(NORMS)}; got {name!r}')
     if name not in NORMS:
         raise ConfigError(f'unknown norm {name!r}; choose one of {", ".join(NORMS)}')
     return NORMS[name]

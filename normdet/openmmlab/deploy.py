@@ -28,6 +28,7 @@ from ..utils.errors import CheckpointError, ExportError
 from ..utils.io import atomic_write
 from . import stack_fixes
 from .engine.checkpoints import load_weights, read_checkpoint
+from .engine.runner import building
 from .models.folded import FOLDED, folded_model_cfg
 
 OPSET = 18  # the ONNX opset of the export (torch.onnx's exporter, dynamo=True)
@@ -44,7 +45,8 @@ def build_model(cfg, checkpoint=None, device='cpu'):
     must fit it exactly (``normdet.openmmlab.engine.checkpoints.load_weights``)."""
     stack_fixes.apply()  # mmengine checkpoints load with weights_only=True
     register_all_modules(init_default_scope=True)
-    model = MODELS.build(cfg.model)
+    with building('model'):  # a constructor's error as one ConfigError, as tools/train.py gives
+        model = MODELS.build(cfg.model)
     if checkpoint:
         load_weights(model, checkpoint)
     else:

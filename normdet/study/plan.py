@@ -6,6 +6,8 @@ constants below, and a test holds that every cell a claim compares is one the fu
 """
 import dataclasses
 
+from ..utils.errors import ConfigError
+
 NORMS = ['BN', 'GN', 'FRN', 'MABN', 'DNB', 'DNC', 'RBN']
 SEEDS = [0, 1, 2]
 RCNN_SEEDS = [0, 1]  # RetinaNet and Mask R-CNN cost 3x and 8x SSDLite an image on the CPU
@@ -196,5 +198,13 @@ def ablation_parts() -> list:
 
 
 def epochs_of(specs) -> dict:
-    """``['ssdlite=4', ...]`` (tools/study.py's --epochs) as ``{'ssdlite': 4, ...}``."""
-    return {k: int(v) for k, v in (kv.split('=') for kv in specs)}
+    """``['ssdlite=4', ...]`` (tools/study.py's --epochs) as ``{'ssdlite': 4, ...}``; a detector
+    not named keeps its default (``DEFAULT_EPOCHS``)."""
+    out = {k: int(v) for k, v in (kv.split('=') for kv in DEFAULT_EPOCHS)}
+    for spec in specs:
+        detector, _, n = str(spec).partition('=')
+        if detector not in out or not n.isdigit() or int(n) < 1:
+            raise ConfigError(f'--epochs takes DETECTOR=N, N a positive integer, for '
+                              f'{", ".join(out)}; got {spec!r}')
+        out[detector] = int(n)
+    return out

@@ -1,5 +1,6 @@
 """Errors the tools answer with one line (the problem and the fix), no traceback, exit status 1,
 as opposed to bugs: ``normdet.cli.run.run_tool`` catches ``USER_ERRORS``."""
+import os.path as osp
 
 
 class ConfigError(ValueError):
@@ -26,6 +27,16 @@ class CheckpointError(ValueError):
 class TrainingDiverged(RuntimeError):
     """The loss, the weights or a layer's statistics became non-finite (NaN/Inf): training stops
     before anything non-finite is saved."""
+
+
+def path_problem(path: str, want: str = 'file', absent: str = 'not found') -> str:
+    """What is wrong with ``path``, which should be a ``want`` ('file' or 'folder'), in the words
+    of an error: ``absent``, or what it is instead."""
+    if want == 'file' and osp.isdir(path):
+        return 'is a folder, not a file'
+    if want == 'folder' and osp.exists(path):
+        return 'is a file, not a folder'
+    return absent
 
 
 # FloatingPointError: normdet's layers refuse non-finite statistics with a message of their own

@@ -39,7 +39,7 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import HistoryBuffer
 from mmengine.registry import HOOKS
 
-from ...utils.errors import CheckpointError
+from ...utils.errors import CheckpointError, path_problem
 from ...utils.io import atomic_write, write_leftovers
 
 LAST = 'last_checkpoint'
@@ -111,7 +111,8 @@ def read_checkpoint(path: str, map_location='cpu', mmap: bool = False) -> dict:
     path = os.fspath(path)
     local = '://' not in path
     if local and not osp.isfile(path):
-        raise CheckpointError(f'checkpoint {path!r} not found{_others(path)}; check the path')
+        raise CheckpointError(f'checkpoint {path!r} {path_problem(path)}{_others(path)}; check '
+                              'the path')
     if local and osp.getsize(path) == 0:
         raise CheckpointError(f'checkpoint {path!r} is empty (0 bytes), the trace of an '
                               f'interrupted copy or download{_others(path)}: copy it again or '
@@ -123,8 +124,12 @@ def read_checkpoint(path: str, map_location='cpu', mmap: bool = False) -> dict:
             from mmengine.runner.checkpoint import _load_checkpoint
             ckpt = _load_checkpoint(path, map_location=map_location)
     except pickle.UnpicklingError as e:
-        reason = next((line.strip() for line in str(e).splitlines() if 'global' in line),
-                      str(e).splitlines()[0])
+        reason = next((line.strip() for line in str(e).splitlines() if 'global' in line.lower()),
+                      None)
+        if reason is None:  # not a pickle of objects at all (a text file): no checkpoint
+            raise CheckpointError(f'checkpoint {path!r} is not a PyTorch checkpoint (its bytes '
+                                  f'are no pickle){_others(path)}: check the path, or use '
+                                  'another checkpoint') from None
         raise CheckpointError(f'checkpoint {path!r} was refused: it holds more than weights '
                               f'({reason}); load it only if you trust its source, with '
                               'torch.load(weights_only=False)') from None

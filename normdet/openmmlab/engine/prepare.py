@@ -32,13 +32,14 @@ from ...utils.errors import ConfigError
 from .. import stack_fixes
 from ..models.convert import check_norm_types, convert_norm
 from .progress import use_progress_logger
-from .validate import check_norm_options, check_top_level, check_types
+from .validate import check_counts, check_norm_options, check_top_level, check_types
 
 
 def prepare_config(cfg):
     """Rewrite ``cfg`` in place as described in the module docstring; returns it. Idempotent: a
     prepared config (the one dumped into a work dir) prepares to itself."""
     check_top_level(cfg)
+    check_counts(cfg)
     check_norm_options(cfg)
     check_batch(cfg)
     cfg['normdet_data'] = resolve_data(cfg)
@@ -64,12 +65,9 @@ def prepare_config(cfg):
 
 
 def check_batch(cfg) -> None:
-    """The train batch per process must be a positive integer, and 1 only with a norm that needs
-    no batch statistics (or that reduces them over several processes)."""
+    """The train batch per process (a positive integer: ``check_counts``) is 1 only with a norm
+    that needs no batch statistics (or that reduces them over several processes)."""
     batch = (cfg.get('train_dataloader') or {}).get('batch_size', 2)
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ConfigError(f'train_dataloader.batch_size must be a positive integer (images per '
-                          f'GPU), got {batch!r}')
     name = cfg.get('norm', 'BN')
     spec = get_norm(name)
     if batch > 1 or not spec.batch_stats:

@@ -9,6 +9,8 @@ The family, not a list of cases:
   allows it on purpose (``allow_new_keys=['nrom']``);
 - ``check_top_level``: a top-level key spelt almost like one that MMEngine or normdet reads
   (``nrom``) is a typo, unless allowed on purpose (``allow_new_keys``);
+- ``check_counts``: every count the run reads (epochs, batch sizes, intervals, GN's groups) is a
+  positive integer;
 - ``check_norm_options``: every key of ``norm_options`` is an argument of ``convert_norm``, and
   every key of ``norm_options.layer_args`` an argument of the chosen norm's layer; a switch that
   has no effect with that norm (``sync_stats`` with BN) is a warning;
@@ -43,8 +45,18 @@ BUILT_BY_PARENT = ('norm_cfg', 'conv_cfg', 'act_cfg', 'init_cfg', 'plugins')
 # the switches of norm_options that ask for something only some norms do (the numbers, such
 # as num_groups, are set for every norm by the base configs and simply unused by the others)
 SWITCHES = {'sync_stats': lambda spec: spec.sync == 'option'}
-# keys a parent builds with helpers of its own (mmcv's build_norm_layer pops requires_grad, ...)
-BUILT_BY_PARENT = ('norm_cfg', 'conv_cfg', 'act_cfg', 'init_cfg', 'plugins')
+# the counts a run reads: each, where the config sets it (None: the default), a positive integer
+COUNTS = {
+    'train_dataloader.batch_size': 'images per GPU',
+    'train_cfg.max_epochs': 'epochs to train',
+    'train_cfg.max_iters': 'iterations to train',
+    'train_cfg.val_interval': 'epochs or iterations between validations',
+    'auto_scale_lr.base_batch_size': 'the total batch the LR is set for',
+    'default_hooks.logger.interval': 'iterations between log lines',
+    'norm_options.num_groups': "GN's groups",
+    'norm_options.target_batch': "the batch MABN's buffer spans",
+    'norm_options.batch_per_gpu': 'images per GPU, for MABN',
+}
 # what a norm option changes, for the warning about one that changes nothing
 OPTION_EFFECT = {
     'sync_stats': lambda spec: spec.sync == 'option',
@@ -106,6 +118,19 @@ def check_top_level(cfg) -> None:
         if close:
             raise ConfigError(f'config key {key!r} is not read by anything{_meant(key, close)} '
                               f'(to keep {key} on purpose: allow_new_keys=[{key!r}])')
+
+
+def check_counts(cfg) -> None:
+    """Every count of ``COUNTS`` that the config sets is a positive integer (0 epochs trained
+    nothing and went on to evaluate the untrained model; a base batch of 0 divided by zero)."""
+    for key, what in COUNTS.items():
+        first, *rest = key.split('.')
+        value = cfg.get(first)
+        for part in rest:
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ConfigError(f'{key} must be a positive integer ({what}), got {value!r}')
 
 
 def check_norm_options(cfg) -> None:
