@@ -86,8 +86,9 @@ def run_tool(main) -> None:
         term = signal.SIGTERM in _STOPS
         if os.environ.get('RANK', '0') == '0':
             print(f'[normdet] {"terminated (SIGTERM)" if term else "interrupted (Ctrl-C)"}: '
-                  'nothing after the last checkpoint was kept; a training run continues from '
-                  'it with the same command and --resume', file=sys.stderr, flush=True)
+                  'nothing after the last checkpoint (if one was written) was kept; a training '
+                  'run continues from it with the same command and --resume (which starts '
+                  'afresh where there is none)', file=sys.stderr, flush=True)
         code = 143 if term else 130
     except USER_ERRORS as e:
         code = _report(f'[normdet] error: {e}')
