@@ -34,7 +34,7 @@ from normdet.cli.stack import require_openmmlab  # noqa: E402
 require_openmmlab()
 from normdet.cli.args import check_output, parse_tool_args, positive_int  # noqa: E402
 from normdet.cli.run import run_tool  # noqa: E402
-from normdet.utils.errors import ConfigError, path_problem  # noqa: E402
+from normdet.utils.errors import ConfigError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -109,8 +109,6 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     options = dict(args.cfg_options or {})
     if args.checkpoint:
-        if not osp.isfile(args.checkpoint):
-            raise ConfigError(f'checkpoint {args.checkpoint!r} {path_problem(args.checkpoint)}')
         stack_fixes.apply()  # mmengine checkpoints load with weights_only=True
         trained = read_checkpoint(args.checkpoint, mmap=True).get('normdet') or {}
         if trained.get('batch_per_gpu') and 'train_dataloader.batch_size' not in options:

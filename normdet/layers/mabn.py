@@ -47,6 +47,7 @@ cross-GPU reduction unnecessary).
 import torch
 from torch import nn
 
+from ..utils.errors import is_count
 from ._affine import as_dtype, backend
 from ._checks import check_args, check_input, flag_nonfinite, upcast
 from ._dist import all_reduce_mean_no_grad, batch_mean_no_grad
@@ -120,7 +121,7 @@ class MABN(nn.Module):
             raise ValueError(f'MABN moving_averages must be one of {", ".join(MOVING)}, got '
                              f'{moving_averages!r}')
         check_args('MABN', num_features, eps, momentum)
-        if isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or buffer_size < 1:
+        if not is_count(buffer_size):
             raise ValueError(f'MABN buffer_size must be a positive integer, got {buffer_size!r}; '
                              'use target batch / per-GPU batch (32 / 2 = 16 in the paper)')
         self.num_features, self.eps, self.momentum = num_features, eps, momentum

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from ..layers import DNB, DNC, FRN, MABN, RBN, SyncBatchNorm
-from ..utils.errors import ConfigError
+from ..utils.errors import ConfigError, is_count
 
 # mmcv's BN defaults, used when a BN config does not set them
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1
@@ -58,7 +58,7 @@ class NormContext:
     def __post_init__(self):
         for key in ('batch_per_gpu', 'target_batch', 'num_groups'):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_count(value):
                 raise ConfigError(f'NormContext {key} must be a positive integer, got {value!r}')
 
 
@@ -112,8 +112,7 @@ class Norm:
         cfg.pop('type'), cfg.pop('requires_grad')
         cfg.update(kwargs)
         if self.layer_class is nn.GroupNorm:
-            if isinstance(cfg['num_groups'], bool) or not isinstance(cfg['num_groups'], int) \
-                    or cfg['num_groups'] < 1:
+            if not is_count(cfg['num_groups']):
                 raise ConfigError(f'GN num_groups must be a positive integer, got '
                                   f'{cfg["num_groups"]!r}')
             groups = math.gcd(cfg.pop('num_groups'), num_features)

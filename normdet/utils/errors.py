@@ -29,6 +29,11 @@ class TrainingDiverged(RuntimeError):
     before anything non-finite is saved."""
 
 
+def is_count(value) -> bool:
+    """A positive integer (not a bool): what every count of a config or a layer must be."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def path_problem(path: str, want: str = 'file', absent: str = 'not found') -> str:
     """What is wrong with ``path``, which should be a ``want`` ('file' or 'folder'), in the words
     of an error: ``absent``, or what it is instead."""

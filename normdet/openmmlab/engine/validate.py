@@ -33,7 +33,7 @@ from mmengine.runner import Runner
 
 from ...norms import get_norm
 from ...utils.config import walk
-from ...utils.errors import ConfigError
+from ...utils.errors import ConfigError, is_count
 
 # the top-level keys that MMEngine's Runner and normdet read: another key spelt almost like one
 # of them is a typo (the config's own variables, such as train_pipeline, are spelt otherwise)
@@ -128,8 +128,7 @@ def check_counts(cfg) -> None:
         value = cfg.get(first)
         for part in rest:
             value = value.get(part) if isinstance(value, dict) else None
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
+        if value is not None and not is_count(value):
             raise ConfigError(f'{key} must be a positive integer ({what}), got {value!r}')
 
 
