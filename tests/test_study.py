@@ -3,6 +3,7 @@ give known values, a diverged run is flagged, runs are grouped by what their rep
 one, their dumped configs) say (duplicates and skipped folders listed), and a 2 x 2 sweep on CPU
 writes report and plots, shows progress and keys its runs by their options."""
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -258,8 +259,19 @@ def test_study_estimates_the_plan_from_one_seed(tmp_path):
     assert study.estimate_plan([eight] + parts, str(tmp_path), 2) == (500.0 + 1400.0, 8)
     parts.append(study.Part('c', 'mini/retinanet', ['BN'], [2], 1))  # not trained yet
     assert study.estimate_plan(parts, str(tmp_path), 2) is None
-    with pytest.raises(ConfigError, match=r'--seeds \[7\]: no part of the plan has these seeds'):
+    with pytest.raises(ConfigError, match=r'--seeds 7: no part has it \(the selected parts have '
+                                          r'seeds 0 1 2 and norms DNB BN GN FRN MABN DNC RBN\)'):
         study.main(['--seeds', '7', '--report-only', '--work-dir', str(tmp_path)])
+    # --norms, alone or with --seeds: the cells of those norms, a part without one dropped; a
+    # name no part has is refused even beside one that selects runs
+    picked = study.select_cells(parts + [eight], seeds=[1], norms=['GN'])
+    assert [(p.name, p.norms, p.seeds) for p in picked] == [('a', ['GN'], [1])]
+    with pytest.raises(ConfigError, match=r'--norms DN-B: no part has it \(the selected parts '
+                                          r'have seeds 0 1 2 and norms BN GN\)'):
+        study.select_cells(parts, seeds=[1], norms=['BN', 'DN-B'])
+    with pytest.raises(ConfigError, match=r'--seeds 0 --norms GN: no part has these seeds and '
+                                          r'norms together'):
+        study.select_cells([parts[1], dataclasses.replace(parts[0], seeds=[1])], [0], ['GN'])
 
 
 def test_study_epochs_name_the_detectors():

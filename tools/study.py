@@ -36,7 +36,7 @@ from normdet.cli.stack import require_openmmlab  # noqa: E402
 require_openmmlab()
 from normdet.cli.args import parse_tool_args, positive_int  # noqa: E402
 from normdet.cli.run import run_tool  # noqa: E402
-from normdet.study.plan import DEFAULT_EPOCHS, SEEDS, Part, epochs_of, plans  # noqa: E402
+from normdet.study.plan import DEFAULT_EPOCHS, Part, epochs_of, plans  # noqa: E402
 from normdet.study.runs import RUN_INFO, read_json  # noqa: E402
 from normdet.utils.errors import ConfigError  # noqa: E402
 
@@ -52,6 +52,9 @@ def parse_args(argv=None):
     p.add_argument('--seeds', nargs='+', type=int,
                    help='only these seeds of each part (e.g. 0: one run per cell, to time the '
                         'plan); the results then go to WORK_DIR/results.md')
+    p.add_argument('--norms', nargs='+',
+                   help='only these norms of each part (e.g. DNB BN: the pair a claim compares '
+                        'first); the results then go to WORK_DIR/results.md')
     p.add_argument('--epochs', nargs='+', default=DEFAULT_EPOCHS,
                    metavar='DETECTOR=N', help='epochs per mini detector')
     p.add_argument('--results', default=None,
@@ -214,6 +217,28 @@ def select_parts(parts, patterns, plan='full') -> list:
     return [p for p in parts if any(fnmatch.fnmatchcase(p.name, a) for a in patterns)]
 
 
+def select_cells(parts, seeds=None, norms=None) -> list:
+    """The parts with only these seeds and norms (None: all of them), dropping a part left with
+    none; a seed or norm that no part has, or a selection that leaves no run, is refused, naming
+    what the parts have."""
+    all_seeds = sorted({s for p in parts for s in p.seeds})
+    all_norms = list(dict.fromkeys(n for p in parts for n in p.norms))
+    have = (f'the selected parts have seeds {" ".join(map(str, all_seeds))} and norms '
+            f'{" ".join(all_norms)}')
+    unknown = ([f'--seeds {s}' for s in seeds or [] if s not in all_seeds] +
+               [f'--norms {n}' for n in norms or [] if n not in all_norms])
+    if unknown:
+        raise ConfigError(f'{", ".join(unknown)}: no part has it ({have})')
+    picked = [dataclasses.replace(p, seeds=[s for s in p.seeds if seeds is None or s in seeds],
+                                  norms=[n for n in p.norms if norms is None or n in norms])
+              for p in parts]
+    picked = [p for p in picked if p.seeds and p.norms]
+    if not picked:
+        raise ConfigError(f'--seeds {" ".join(map(str, seeds))} --norms {" ".join(norms)}: no '
+                          f'part has these seeds and norms together ({have})')
+    return picked
+
+
 def main(argv=None):
     args = parse_args(argv)
     epochs = epochs_of(args.epochs)
@@ -223,16 +248,10 @@ def main(argv=None):
     else:
         parts = [p for p in parts if not p.optional]
     planned = parts
-    if args.seeds:
-        parts = [dataclasses.replace(p, seeds=[s for s in p.seeds if s in args.seeds])
-                 for p in parts]
-        parts = [p for p in parts if p.seeds]
-        if not parts:
-            raise ConfigError(f'--seeds {args.seeds}: no part of the plan has these seeds '
-                              f'(the plan\'s seeds are {SEEDS})')
+    parts = select_cells(parts, args.seeds, args.norms)
     if not args.report_only:
         train(parts, args)
-    if args.seeds:
+    if args.seeds or args.norms:
         est = estimate_plan(planned, args.work_dir, args.jobs)
         if est:
             what = 'the selected parts' if args.parts else 'the whole plan'
