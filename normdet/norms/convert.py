@@ -10,6 +10,8 @@ swap theirs:
 
 (An MMDetection config is rewritten before it is built by ``normdet.openmmlab.convert_norm``.)
 """
+import warnings
+
 import torch
 from torch import nn
 
@@ -61,7 +63,8 @@ def convert_module(module: nn.Module, norm: str, ctx: NormContext = NormContext(
                    **kwargs) -> nn.Module:
     """Replace every 2d batch norm of a built model (``nn.BatchNorm2d``, ``nn.SyncBatchNorm``,
     torchvision's ``FrozenBatchNorm2d``) by ``norm`` (any name of ``normdet.norms``), in place;
-    returns the model (or the new layer when ``module`` itself is a BN).
+    returns the model (or the new layer when ``module`` itself is a BN). A model with none (built
+    with another norm, or with ``BatchNorm1d``/``3d`` only) is returned unchanged, with a warning.
 
     Each new layer is built as the norm's configs build it (``get_norm(norm).build``; the BN-family
     norms take the replaced BN's eps and momentum; ``ctx`` and ``kwargs`` as in ``Norm.build``,
@@ -69,18 +72,28 @@ def convert_module(module: nn.Module, norm: str, ctx: NormContext = NormContext(
     keeps what carries over: the affine weight (RBN's ``scale``) and bias, and the running mean
     and variance and batch count where the new norm keeps them (BN, SyncBN, DN-B, DN-C, RBN; MABN,
     which normalises by the second moment, gets running var + mean^2). So BN-family targets
-    compute in eval exactly what the BN did, and a frozen BN becomes a trainable norm. Only the norms are swapped: activations stay (FRN's TLU
-    then precedes the model's ReLU), and the companions the configs add (MABN's weight-centralised
-    conv, RBN's optimizer rule and input BN) are the caller's to add."""
+    compute in eval exactly what the BN did, and a frozen BN becomes a trainable norm. Only the
+    norms are swapped: activations stay (FRN's TLU then precedes the model's ReLU), and the
+    companions the configs add (MABN's weight-centralised conv, RBN's optimizer rule and input
+    BN) are the caller's to add."""
     spec = get_norm(norm)
+    found = [(name, m) for name, m in module.named_modules() if _is_bn2d(m)]
+    if not found:
+        warnings.warn(f'convert_module: {type(module).__name__} has no 2d batch norm '
+                      '(BatchNorm2d, SyncBatchNorm, FrozenBatchNorm2d) to replace by '
+                      f'{spec.name}; it is returned unchanged', stacklevel=2)
+        return module
+    for name, bn in found:  # checked whole before anything is replaced
+        if spec.batch_stats and getattr(bn, 'running_var', None) is None:
+            _convert_bn(bn, spec, ctx, kwargs, name)  # raises, naming it
+    return _replace(module, spec, ctx, kwargs)
+
+
+def _replace(module: nn.Module, spec, ctx: NormContext, kwargs: dict, name: str = ''):
     if _is_bn2d(module):
-        return _convert_bn(module, spec, ctx, kwargs, '')
-    for name, child in module.named_modules():
-        if _is_bn2d(child) and name:  # checked whole before anything is replaced
-            if spec.batch_stats and getattr(child, 'running_var', None) is None:
-                _convert_bn(child, spec, ctx, kwargs, name)  # raises, naming it
-    for name, child in module.named_children():
-        new = convert_module(child, norm, ctx, **kwargs)
+        return _convert_bn(module, spec, ctx, kwargs, name)
+    for child_name, child in module.named_children():
+        new = _replace(child, spec, ctx, kwargs, f'{name}.{child_name}' if name else child_name)
         if new is not child:
-            setattr(module, name, new)
+            setattr(module, child_name, new)
     return module
