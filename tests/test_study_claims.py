@@ -95,7 +95,8 @@ def test_fails_inconclusive():
     # worse by more than 3 AP on average, but not significantly
     assert rule('fails', shifted((-0.10, 0.0, -0.05)), BASE) == ('inconclusive', '-5.0 AP')
     # one pair: no test, and no divergence
-    assert rule('fails', (0.30,), (0.31,)) == ('inconclusive', '-1.0 AP')
+    assert rule('fails', (0.30,), (0.31,)) == ('inconclusive',
+                                               '1 paired seed(s): too few for a test (it needs 2)')
 
 
 # --- edge cases ---------------------------------------------------------------------------------
@@ -115,8 +116,22 @@ def test_fewer_than_two_paired_seeds():
     c = compare(a, b)
     assert c['seeds'] == [1] and c['n'] == 1 and math.isnan(c['std'])
     assert math.isnan(c['p_greater']) and math.isnan(c['p_less'])
-    for kind in ('beats', 'matches'):
-        assert verdict(kind, c) == ('inconclusive', '1 paired seed(s): too few for a test')
+    for kind in ('beats', 'matches', 'fails'):
+        assert verdict(kind, c) == ('inconclusive',
+                                    '1 paired seed(s): too few for a test (it needs 2)')
+
+
+def test_the_papers_protocol_rules_on_three_paired_seeds():
+    """Issue 31 budgets 3 seeds for every comparison of the papers' protocol: 2 paired seeds,
+    which the one-process study tests, leave it inconclusive there whatever they show, except
+    runs of the claimed failure that diverged."""
+    c = compare(group(0.52, 0.534), group(0.472, 0.477, 0.50))  # +5 AP on seeds 0 and 1
+    assert verdict('beats', c)[0] == 'reproduced'
+    for kind in ('beats', 'matches', 'fails'):
+        assert verdict(kind, c, 3) == ('inconclusive',
+                                       '2 paired seed(s): too few for a test (it needs 3)')
+    diverged = compare(group(0.3, 0.3, None), group(0.3, 0.3, 0.3))
+    assert verdict('fails', diverged, 3)[0] == 'reproduced'
 
 
 def test_zero_spread_the_sign_decides():

@@ -22,6 +22,11 @@ lists them) are fixed before looking at the numbers:
   it is **reproduced** only where it is reproduced on both, **not reproduced** where either
   variant rules it not reproduced, and **inconclusive** otherwise (including while the second
   variant has no runs).
+- Seeds: a comparison is tested on at least 2 paired seeds, and on the papers' protocol and its
+  ablations on at least 3 (the seeds issue 31 budgets for every comparison); with fewer it is
+  **inconclusive**, except a "does not train normally" whose runs diverged. The 3 was added when
+  the second variant's first 2 paired seeds gave a t-test on one degree of freedom; it only
+  turns verdicts into "inconclusive".
 - Floor: a "beats" or "matches" comparison in which both sides average below 2 AP is
   **inconclusive** (neither detector has started to detect; the difference is noise). This
   rule was added after the first runs of the study showed GN and FRN near 0 AP at the budgeted
@@ -40,6 +45,8 @@ MARGIN = 0.01      # "matches": within 1 AP
 COLLAPSE = 0.03    # "does not train normally": worse by more than 3 AP
 FLOOR = 0.02       # both sides below 2 AP: no verdict
 ALPHA = 0.05
+MIN_SEEDS = 2         # paired seeds a comparison needs for a test
+PAPERS_MIN_SEEDS = 3  # on the papers' protocol and its ablations
 DETECTORS = (('SSDLite', SSDLITE), ('RetinaNet', RETINANET), ('Mask R-CNN', MASK_RCNN))
 
 
@@ -73,11 +80,13 @@ def compare(a: dict, b: dict, task='bbox') -> dict:
                 b_bad=sum(r['status'] != 'done' for r in b.values()))
 
 
-def verdict(kind: str, c: dict) -> tuple:
+def verdict(kind: str, c: dict, min_seeds: int = MIN_SEEDS) -> tuple:
     """(verdict, why) of a comparison ``c`` (``compare``) of the ``kind`` 'beats', 'matches' or
-    'fails', by the rules of the module docstring."""
-    if c['n'] < 2 and kind != 'fails':
-        return 'inconclusive', f'{c["n"]} paired seed(s): too few for a test'
+    'fails', tested on at least ``min_seeds`` paired seeds, by the rules of the module
+    docstring."""
+    few = f'{c["n"]} paired seed(s): too few for a test (it needs {min_seeds})'
+    if c['n'] < min_seeds and kind != 'fails':
+        return 'inconclusive', few
     if kind != 'fails' and c['a'] and c['b'] and max(mean_std(c['a'])[0],
                                                      mean_std(c['b'])[0]) < FLOOR:
         return 'inconclusive', 'both below 2 AP: neither has started to detect'
@@ -102,9 +111,11 @@ def verdict(kind: str, c: dict) -> tuple:
     if kind == 'fails':  # a = the norm claimed not to train, b = the reference
         if c['a_bad'] > c['b_bad']:
             return 'reproduced', f'{c["a_bad"]} run(s) diverged or failed'
+        if c['n'] < min_seeds:
+            return 'inconclusive', few
         if _p(c['d'], 'less', -COLLAPSE) < ALPHA:
             return 'reproduced', f'{100 * c["mean"]:+.1f} AP, significantly below -3 AP'
-        if c['a_bad'] == 0 and c['n'] >= 2 and (c['mean'] > -COLLAPSE or
+        if c['a_bad'] == 0 and (c['mean'] > -COLLAPSE or
                                                 _p(c['d'], 'greater', -COLLAPSE) < ALPHA):
             return 'not reproduced', (f'every run trained; {100 * c["mean"]:+.1f} AP against '
                                       'the reference')
@@ -305,16 +316,19 @@ def rule_claims(parts_runs: dict) -> list:
     table = runs_by(parts_runs)
     have = {p for p, rs in parts_runs.items() if rs}
     results = []
-    for cid, text, rows in papers_claims_for(have) + ablation_claims_for(have) + claims_for(have):
+    papers_protocol = papers_claims_for(have) + ablation_claims_for(have)
+    for cid, text, rows in papers_protocol + claims_for(have):
         ruled = []
+        n = PAPERS_MIN_SEEDS if cid in {c[0] for c in papers_protocol} else MIN_SEEDS
         for label, kind, ka, kb, task, *also in rows:
             c = compare(table.get(ka, {}), table.get(kb, {}), task)
-            r = dict(label=label, kind=kind, a=ka, b=kb, task=task, cmp=c, verdict=verdict(kind, c))
+            r = dict(label=label, kind=kind, a=ka, b=kb, task=task, cmp=c,
+                     verdict=verdict(kind, c, n))
             if also:  # the papers' protocol: the same comparison on the second variant
                 (ka2, kb2), = also
                 c2 = compare(table.get(ka2, {}), table.get(kb2, {}), task)
-                r.update(cmp_b=c2, verdict_a=r['verdict'], verdict_b=verdict(kind, c2),
-                         verdict=combine(r['verdict'], verdict(kind, c2), c2['n']))
+                r.update(cmp_b=c2, verdict_a=r['verdict'], verdict_b=verdict(kind, c2, n),
+                         verdict=combine(r['verdict'], verdict(kind, c2, n), c2['n']))
             ruled.append(r)
         results.append(dict(id=cid, text=text, rows=ruled))
     return results
