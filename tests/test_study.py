@@ -4,12 +4,14 @@ one, their dumped configs) say (duplicates and skipped folders listed), and a 2 
 writes report and plots, shows progress and keys its runs by their options."""
 import argparse
 import dataclasses
+import datetime
 import json
 import math
 import os
 import os.path as osp
 import re
 import sys
+import time
 
 import pytest
 
@@ -317,7 +319,7 @@ def test_the_time_left_counts_only_runs_not_finished_before(tmp_path, monkeypatc
     (tmp_path / 'a' / 'BN_2_s1').mkdir()
     (tmp_path / 'a' / 'BN_2_s1' / 'sweep_run.json').write_text(json.dumps(dict(
         norm='BN', batch=2, seed=1, status='failed', wall_s=5.0)))
-    study.train([eight, one], argparse.Namespace(work_dir=str(tmp_path), jobs=2))
+    study.train([eight, one], argparse.Namespace(work_dir=str(tmp_path), jobs=2, stop_by=None))
     lines = capsys.readouterr().out.splitlines()
     assert '3 finished before' in lines[0]
     assert [re.search(r': (.*) \(', x).group(1) for x in lines[1:]] == [
@@ -326,6 +328,36 @@ def test_the_time_left_counts_only_runs_not_finished_before(tmp_path, monkeypatc
         'about 40.0 min left', 'about 40.0 min left', 'about 40.0 min left',
         'about 35.0 min left', 'about 35.0 min left', 'about 23.3 min left', 'about 11.7 min left',
         'about 0.0 min left']
+
+
+def test_stop_by_starts_only_the_runs_that_end_before_it(tmp_path, monkeypatch, capsys):
+    """--stop-by HH:MM: a run whose cell's usual time would end after then is not started (a
+    machine lent until then would cut it off, and an unfinished run is lost); one that fits
+    starts, and so does one with no finished run of its part to be timed by. The time is the
+    next one to come, and a time of day that is not HH:MM is refused."""
+    study = tool('study')
+    now = datetime.datetime(2026, 12, 7, 9, 0)
+    assert study.clock_time('18:30', now) == datetime.datetime(2026, 12, 7, 18, 30).timestamp()
+    assert study.clock_time('08:15', now) == datetime.datetime(2026, 12, 8, 8, 15).timestamp()
+    for bad in ('25:00', '9', '9:61', 'ab:cd', '-1:30'):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"'{bad}' is not a time of day HH:MM"):
+            study.clock_time(bad, now)
+    part = study.Part('p', 'mini/ssdlite', ['BN', 'GN'], [2], 1, seeds=[0, 1], gpus=8)
+    fresh = study.Part('c', 'mini/ssdlite', ['BN'], [2], 1, seeds=[0])
+    for norm, wall in [('BN', 600.0), ('GN', 3000.0)]:
+        d = tmp_path / 'p' / f'{norm}_2_s0'
+        d.mkdir(parents=True)
+        (d / 'sweep_run.json').write_text(json.dumps(dict(norm=norm, batch=2, seed=0,
+                                                         status='done', wall_s=wall)))
+    started = []
+    monkeypatch.setattr(study.subprocess, 'call', lambda cmd, **k: started.append(
+        (cmd[cmd.index('--work-dir') + 1][-1], cmd[cmd.index('--norms') + 1])) or 0)
+    study.train([part, fresh], argparse.Namespace(work_dir=str(tmp_path), jobs=2,
+                                                  stop_by=time.time() + 1800))
+    # seed 0's finished runs go to sweep.py, which skips them; GN's 50 minutes do not fit in 30
+    assert started == [('c', 'BN'), ('p', 'BN'), ('p', 'GN'), ('p', 'BN')]
+    assert 'p GN 8x2 s1: not started: its usual 50 min end after --stop-by' in \
+        capsys.readouterr().out.splitlines()[-1]
 
 
 def test_every_part_of_the_plan_builds_its_models():

@@ -2,7 +2,8 @@
 docs/results.md (numbers, paired t-tests, a verdict per claim) and its plots.
 
     python tools/study.py [--plan full|smoke] [--work-dir work_dirs/study] [--jobs 2]
-        [--parts ssdlite retinanet ...] [--seeds 0] [--results docs/results.md] [--report-only]
+        [--parts ssdlite retinanet ...] [--seeds 0] [--norms DNB BN] [--stop-by 18:30]
+        [--results docs/results.md] [--report-only]
 
 Each part of the plan (normdet.study.plan) is a grid of (norm, images per GPU, seed) runs of one
 mini config, trained by tools/sweep.py (resumable: finished runs are kept, an interrupted one
@@ -15,11 +16,14 @@ varies.
 ``--report-only`` writes the results from the runs already there. ``--plan smoke`` is the CI
 version: two one-epoch runs on a tiny dataset. ``--seeds 0`` trains one seed of every run of the
 plan (its results go to WORK_DIR/results.md) and, from those runs' times, estimates how long the
-whole plan (with ``--parts``, the parts named) takes on this machine.
+whole plan (with ``--parts``, the parts named) takes on this machine. ``--stop-by HH:MM`` starts
+no run that its cell's usual time says would end after then (a machine lent until a given hour:
+a run cut off there is lost); the next call trains the rest.
 """
 import argparse
 import concurrent.futures
 import dataclasses
+import datetime
 import fnmatch
 import glob
 import heapq
@@ -55,6 +59,10 @@ def parse_args(argv=None):
     p.add_argument('--norms', nargs='+',
                    help='only these norms of each part (e.g. DNB BN: the pair a claim compares '
                         'first); the results then go to WORK_DIR/results.md')
+    p.add_argument('--stop-by', type=clock_time, metavar='HH:MM',
+                   help='start no run that would end after this time of day (the next one to '
+                        'come), by the mean time of the finished runs of its part, norm and '
+                        'batch (of its part while its cell has none; a run with neither starts)')
     p.add_argument('--epochs', nargs='+', default=DEFAULT_EPOCHS,
                    metavar='DETECTOR=N', help='epochs per mini detector')
     p.add_argument('--results', default=None,
@@ -65,6 +73,21 @@ def parse_args(argv=None):
                                     'full plan: docs/results_notes.md, the reading of the '
                                     'results and the quick start\'s curve)')
     return parse_tool_args(p, argv, config=False)
+
+
+def clock_time(text: str, now=None) -> float:
+    """An argparse type: 'HH:MM', the next time of day it names (today, or tomorrow once it
+    has passed), as seconds since the epoch."""
+    try:
+        hour, minute = (int(x) for x in text.split(':'))
+        if not (0 <= hour < 24 and 0 <= minute < 60):
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a time of day HH:MM (e.g. 18:30)') \
+            from None
+    now = datetime.datetime.now() if now is None else now
+    at = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return (at if at > now else at + datetime.timedelta(days=1)).timestamp()
 
 
 def sweep_command(part: Part, norm, batch, seed, work_dir, threads):
@@ -93,6 +116,11 @@ def train(parts, args) -> None:
 
     def one(job):
         part, norm, batch, seed = job
+        if args.stop_by is not None:  # a run cut off at the deadline is lost: do not start it
+            records = finished(parts, args.work_dir)
+            cost = unfinished([job], records) and run_costs([job], records, fallback=True)
+            if cost and time.time() + cost[0] > args.stop_by:
+                return job, f'not started: its usual {cost[0] / 60:.0f} min end after --stop-by'
         cmd, env = sweep_command(part, norm, batch, seed, args.work_dir, threads)
         log = osp.join(args.work_dir, part.name, 'sweep_console.log')
         os.makedirs(osp.dirname(log), exist_ok=True)
@@ -120,7 +148,8 @@ def train(parts, args) -> None:
         todo = [j for j in unfinished(jobs, records) if (j[0].name, *j[1:]) not in returned]
         left = remaining_seconds(todo, records, args.jobs)
         # sweep.py records a run that failed or diverged and exits 0: say what it recorded
-        status = run_status(every, part, norm, batch, seed) if rc == 0 else f'exit {rc}'
+        status = (rc if isinstance(rc, str) else
+                  run_status(every, part, norm, batch, seed) if rc == 0 else f'exit {rc}')
         print(f'[study {done}/{len(jobs)}] {part.name} {norm} {layout} s{seed}: '
               f'{status or "no record"} (elapsed {el / 60:.1f} min, '
               + (f'about {left / 60:.1f} min left' if left is not None else
