@@ -356,7 +356,7 @@ def test_stop_by_starts_only_the_runs_that_end_before_it(tmp_path, monkeypatch, 
                                                   stop_by=time.time() + 1800))
     # seed 0's finished runs go to sweep.py, which skips them; GN's 50 minutes do not fit in 30
     assert started == [('c', 'BN'), ('p', 'BN'), ('p', 'GN'), ('p', 'BN')]
-    assert 'p GN 8x2 s1: not started: its usual 50 min end after --stop-by' in \
+    assert 'p GN 8x2 s1: not started: its usual 50 min would end after --stop-by' in \
         capsys.readouterr().out.splitlines()[-1]
 
 

@@ -120,7 +120,8 @@ def train(parts, args) -> None:
             records = finished(parts, args.work_dir)
             cost = unfinished([job], records) and run_costs([job], records, fallback=True)
             if cost and time.time() + cost[0] > args.stop_by:
-                return job, f'not started: its usual {cost[0] / 60:.0f} min end after --stop-by'
+                return job, (f'not started: its usual {cost[0] / 60:.0f} min would end after '
+                             '--stop-by')
         cmd, env = sweep_command(part, norm, batch, seed, args.work_dir, threads)
         log = osp.join(args.work_dir, part.name, 'sweep_console.log')
         os.makedirs(osp.dirname(log), exist_ok=True)

@@ -116,7 +116,7 @@ def verdict(kind: str, c: dict, min_seeds: int = MIN_SEEDS) -> tuple:
         if _p(c['d'], 'less', -COLLAPSE) < ALPHA:
             return 'reproduced', f'{100 * c["mean"]:+.1f} AP, significantly below -3 AP'
         if c['a_bad'] == 0 and (c['mean'] > -COLLAPSE or
-                                                _p(c['d'], 'greater', -COLLAPSE) < ALPHA):
+                                _p(c['d'], 'greater', -COLLAPSE) < ALPHA):
             return 'not reproduced', (f'every run trained; {100 * c["mean"]:+.1f} AP against '
                                       'the reference')
         return 'inconclusive', f'{100 * c["mean"]:+.1f} AP'
@@ -317,9 +317,10 @@ def rule_claims(parts_runs: dict) -> list:
     have = {p for p, rs in parts_runs.items() if rs}
     results = []
     papers_protocol = papers_claims_for(have) + ablation_claims_for(have)
+    on_papers = {cid for cid, *_ in papers_protocol}
     for cid, text, rows in papers_protocol + claims_for(have):
         ruled = []
-        n = PAPERS_MIN_SEEDS if cid in {c[0] for c in papers_protocol} else MIN_SEEDS
+        n = PAPERS_MIN_SEEDS if cid in on_papers else MIN_SEEDS
         for label, kind, ka, kb, task, *also in rows:
             c = compare(table.get(ka, {}), table.get(kb, {}), task)
             r = dict(label=label, kind=kind, a=ka, b=kb, task=task, cmp=c,
