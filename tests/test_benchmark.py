@@ -6,6 +6,7 @@ import os
 import shutil
 
 import pytest
+import torch
 from mm_utils import config_path, tool
 
 # slow: it builds and trains real detectors or launches processes (pytest -m "not slow" skips it)
@@ -148,6 +149,46 @@ def test_model_cost_counts_mult_adds_and_the_sc_modules(capsys):
     from normdet.utils.errors import ConfigError
     with pytest.raises(ConfigError, match='give a config or --torchvision'):
         model_cost.main([])
+
+
+def test_norm_stats_reads_running_variances_and_dnc_scales(tmp_path, capsys):
+    """tools/norm_stats.py on a DN-C detector whose weights are set by hand: the largest running
+    variance of each layer, and DN-C's eval scale |gamma + dgamma|, against the SC module's
+    equations in float64 (dgamma = FC2(ReLU(FC1([mu, sqrt(var + eps)])))[:C])."""
+    from normdet.cli.config import load_config
+    from normdet.layers import DNC
+    from normdet.openmmlab.deploy import build_model
+    config = config_path('mini/ssdlite', 'DNC')
+    model = build_model(load_config(config))
+    name, layer = [(n, m) for n, m in model.named_modules() if isinstance(m, DNC)][5]
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        layer.running_var.copy_(torch.rand(layer.num_features, generator=g) * 900 + 100)
+        layer.running_mean.normal_(generator=g)
+        layer.sc[2].weight.normal_(generator=g)  # zero at init: dgamma would be only its bias
+        layer.weight.uniform_(0.5, 1.5, generator=g)
+    ckpt = tmp_path / 'epoch_1.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), ckpt)
+
+    rows = tool('norm_stats').main([config, str(ckpt)])
+    assert len(rows) == sum(1 for m in model.modules() if isinstance(m, DNC))
+    row = {r['layer']: r for r in rows}[name]
+    sd = {k: v.double() for k, v in layer.state_dict().items()}
+    var, c = sd['running_var'], layer.num_features
+    hidden = torch.relu(sd['sc.0.weight'] @ torch.cat([sd['running_mean'], (var + 1e-5).sqrt()])
+                        + sd['sc.0.bias'])
+    scale = (sd['weight'] + (sd['sc.2.weight'] @ hidden + sd['sc.2.bias'])[:c]).abs()
+    assert row['norm'] == 'DNC' and row['channels'] == c
+    assert row['max_var'] == pytest.approx(var.max().item(), rel=1e-6)
+    assert row['max_gamma'] == pytest.approx(sd['weight'].abs().max().item(), rel=1e-6)
+    assert row['max_scale'] == pytest.approx(scale.max().item(), rel=1e-4)
+    assert row['median_scale'] == pytest.approx(scale.median().item(), rel=1e-4)
+    assert row['max_scale'] > 2 * row['max_gamma']  # the SC module's share shows
+    capsys.readouterr()
+    tool('norm_stats').main([config, str(ckpt), '--top', '1'])
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith('| backbone')
+             or ln.startswith('| neck') or ln.startswith('| bbox_head')]
+    assert len(lines) == 1 and lines[0].startswith(f'| {name} | DNC |')
 
 
 def test_benchmark_dist_times_processes_against_one(tmp_path, capsys):
