@@ -308,9 +308,9 @@ def test_ablations_compare_cells_the_plan_trains():
     cells = {(p.name, norm, batch) for p in plan for norm, batch, _ in p.runs()}
     ruled = ablation_claims_for({p.name for p in plan})
     assert [cid for cid, _, _ in ruled] == ['ablation_mabn', 'ablation_cenconv', 'ablation_dnc',
-                                            'ablation_gn']
+                                            'ablation_dnc_input', 'ablation_gn']
     rows = [row for _, _, rows in ruled for row in rows]
-    assert len(rows) == 6 + 2 + 3 + 4
+    assert len(rows) == 6 + 2 + 3 + 2 + 4
     parts = {p.name: p for p in plan}
     for label, kind, a, b, task in rows:
         assert {a, b} <= cells, label
@@ -320,11 +320,14 @@ def test_ablations_compare_cells_the_plan_trains():
         oa, ob = (dict(o.split('=') for o in p.options) for p in (pa, pb))
         assert len({k for k in {**oa, **ob} if oa.get(k) != ob.get(k)}) == 1, label
     assert ablation_claims_for({'ablation_dnc_literal'}) == []
+    assert ablation_claims_for({'ablation_dnc_normalized_b', 'papers_ssdlite'}) == []
     # both directions read as sentences, the detector first
     assert [r[0] for r in rows if 'SC' in r[0]] == [
         'SSDLite: DN-C (literal SC) does not train normally (vs BN)',
         'SSDLite: DN-C, residual SC beats literal SC',
-        'SSDLite: DN-C, literal SC beats residual SC']
+        'SSDLite: DN-C, literal SC beats residual SC',
+        'SSDLite (second variant): DN-C, normalized SC input beats raw SC input',
+        'SSDLite (second variant): DN-C, raw SC input beats normalized SC input']
     assert all(r[0].startswith(('SSDLite', 'RetinaNet')) for r in rows)
 
 

@@ -34,9 +34,9 @@ lists them) are fixed before looking at the numbers:
 """
 import os.path as osp
 
-from .plan import (ABLATION_CENCONV, ABLATION_DNC, DN_SC_NORMALIZED, GN_PLACEMENTS, LR_MULTS,
-                   MABN_MOVING, MASK_RCNN, MASK_RCNN_BN16, PAPERS_DETECTORS, RETINANET,
-                   RETINANET_BN16, SSDLITE, VARIANT_B, ablation_gn, ablation_mabn, papers,
+from .plan import (ABLATION_CENCONV, ABLATION_DNC, ABLATION_DNC_INPUT, DN_SC_NORMALIZED,
+                   GN_PLACEMENTS, LR_MULTS, MABN_MOVING, MASK_RCNN, MASK_RCNN_BN16,
+                   PAPERS_DETECTORS, RETINANET, RETINANET_BN16, SSDLITE, VARIANT_B, ablation_gn, ablation_mabn, papers,
                    papers_ref, ssdlite_lr)
 from .runs import ap, collect, mark_duplicates
 from .stats import mean_std, t_test
@@ -202,6 +202,12 @@ def ablation_claims_for(parts) -> list:
                          (ABLATION_DNC, 'DNC', 2), (ssd, 'BN', 2), 'bbox'),
                         *both_ways('SSDLite: DN-C, ', 'residual SC', (ssd, 'DNC', 2), 'literal SC',
                                    (ABLATION_DNC, 'DNC', 2))]))
+    ssd_b = papers('ssdlite', VARIANT_B)
+    if ABLATION_DNC_INPUT in parts and ssd_b in parts:
+        out.append(('ablation_dnc_input', "Ablation: DN-C's SC module on raw or scale-invariant "
+                    'statistics (SSDLite, 8 x 2, second variant)', both_ways(
+                        'SSDLite (second variant): DN-C, ', 'normalized SC input',
+                        (ABLATION_DNC_INPUT, 'DNC', 2), 'raw SC input', (ssd_b, 'DNC', 2))))
     gn = [pl for pl in GN_PLACEMENTS if ablation_gn(pl) in parts]
     if gn and 'curve_1x16' in parts:
         rows = [(f'SSDLite: GN after the {pl} convs only beats GN everywhere', 'beats',

@@ -157,6 +157,7 @@ def papers_parts() -> list:
 # The anomalies of issue 31, each an ablation part against a cell of the papers' parts
 ABLATION_CENCONV = 'ablation_mabn_plain_depthwise'
 ABLATION_DNC = 'ablation_dnc_literal'
+ABLATION_DNC_INPUT = 'ablation_dnc_normalized_b'  # on the second variant, where DN-C failed
 MABN_MOVING = ('forward', 'backward', 'none')  # 'both', the paper's, is papers_retinanet's MABN
 GN_PLACEMENTS = ('depthwise', 'pointwise')
 
@@ -172,8 +173,8 @@ def ablation_gn(placement: str) -> str:
 def ablation_parts() -> list:
     """The ablations of the anomalies, at the papers' recipe on the benchmark: MABN's moving
     averages one at a time (RetinaNet, 8 x 2, where MABN's loss rose after warmup_iters),
-    CenConv without centring MobileNetV2's depthwise convs and DN-C's literal SC module (SSDLite,
-    8 x 2), GN after the depthwise or the 1x1 convs only (SSDLite, 1 x 16: GN does not depend on
+    CenConv without centring MobileNetV2's depthwise convs, DN-C's literal SC module and, on the
+    second variant, DN-C's SC module on scale-invariant statistics (SSDLite, 8 x 2), GN after the depthwise or the 1x1 convs only (SSDLite, 1 x 16: GN does not depend on
     the batch, and its everywhere-placement is curve_1x16's GN)."""
     ssd, ret = PAPERS_EPOCHS['ssdlite'], PAPERS_EPOCHS['retinanet']
     ssd_opts, ret_opts = PAPERS_RECIPE['ssdlite'], PAPERS_RECIPE['retinanet']
@@ -189,7 +190,13 @@ def ablation_parts() -> list:
                    options=ssd_opts + ['norm_options.layer_args.sc_form=literal'],
                    what="DN-C with the paper's literal SC module, which generates the whole "
                         "scale and shift (SSDLite, 8 x 2; against papers_ssdlite's DN-C, the "
-                        'residual form, and BN)')]
+                        'residual form, and BN)'),
+              Part(ABLATION_DNC_INPUT, 'mini/ssdlite', ['DNC'], [2], ssd, gpus=8, optional=True,
+                   options=ssd_opts + ['synthetic_data=benchmark_b',
+                                       'norm_options.layer_args.sc_input=normalized'],
+                   what="DN-C's SC module on scale-invariant statistics (SSDLite, 8 x 2, on the "
+                        "second variant; against papers_ssdlite_b's DN-C, which reads the raw "
+                        'batch mean and std and generated scales of 10^4 on its two worst seeds)')]
     parts += [Part(ablation_gn(pl), 'mini/ssdlite', ['GN'], [16], ssd, optional=True,
                    options=ssd_opts + [f'norm_options.placement={pl}'],
                    what=f"GN after MobileNetV2's {pl} convs only, BN after the rest (SSDLite, "
