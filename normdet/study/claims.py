@@ -36,8 +36,8 @@ import os.path as osp
 
 from .plan import (ABLATION_CENCONV, ABLATION_DNC, ABLATION_DNC_INPUT, DN_SC_NORMALIZED,
                    GN_PLACEMENTS, LR_MULTS, MABN_MOVING, MASK_RCNN, MASK_RCNN_BN16,
-                   PAPERS_DETECTORS, RETINANET, RETINANET_BN16, SSDLITE, VARIANT_B, ablation_gn, ablation_mabn, papers,
-                   papers_ref, ssdlite_lr)
+                   PAPERS_DETECTORS, RETINANET, RETINANET_BN16, SSDLITE, VARIANT_B, ablation_gn,
+                   ablation_mabn, papers, papers_ref, ssdlite_lr)
 from .runs import ap, collect, mark_duplicates
 from .stats import mean_std, t_test
 

@@ -157,7 +157,7 @@ def papers_parts() -> list:
 # The anomalies of issue 31, each an ablation part against a cell of the papers' parts
 ABLATION_CENCONV = 'ablation_mabn_plain_depthwise'
 ABLATION_DNC = 'ablation_dnc_literal'
-ABLATION_DNC_INPUT = 'ablation_dnc_normalized_b'  # on the second variant, where DN-C failed
+ABLATION_DNC_INPUT = 'ablation_dnc_normalized_b'  # the second variant: DN-C's 4.2 AP seed
 MABN_MOVING = ('forward', 'backward', 'none')  # 'both', the paper's, is papers_retinanet's MABN
 GN_PLACEMENTS = ('depthwise', 'pointwise')
 
@@ -174,8 +174,9 @@ def ablation_parts() -> list:
     """The ablations of the anomalies, at the papers' recipe on the benchmark: MABN's moving
     averages one at a time (RetinaNet, 8 x 2, where MABN's loss rose after warmup_iters),
     CenConv without centring MobileNetV2's depthwise convs, DN-C's literal SC module and, on the
-    second variant, DN-C's SC module on scale-invariant statistics (SSDLite, 8 x 2), GN after the depthwise or the 1x1 convs only (SSDLite, 1 x 16: GN does not depend on
-    the batch, and its everywhere-placement is curve_1x16's GN)."""
+    second variant, DN-C's SC module on scale-invariant statistics (SSDLite, 8 x 2), GN after
+    the depthwise or the 1x1 convs only (SSDLite, 1 x 16: GN does not depend on the batch, and
+    its everywhere-placement is curve_1x16's GN)."""
     ssd, ret = PAPERS_EPOCHS['ssdlite'], PAPERS_EPOCHS['retinanet']
     ssd_opts, ret_opts = PAPERS_RECIPE['ssdlite'], PAPERS_RECIPE['retinanet']
     parts = [Part(ablation_mabn(m), 'mini/retinanet', ['MABN'], [2], ret, gpus=8, optional=True,
