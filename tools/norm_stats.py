@@ -42,12 +42,12 @@ def layer_stats(model) -> list:
     from normdet.norms import norm_of
     rows = []
     for name, m in model.named_modules():
-        var = getattr(m, 'running_var', None)
-        if norm_of(m) is None or not isinstance(var, torch.Tensor):
+        norm, var = norm_of(m), getattr(m, 'running_var', None)
+        if norm is None or not isinstance(var, torch.Tensor):
             continue
         var = var.float()
         weight = getattr(m, 'weight', None)
-        row = dict(layer=name, norm=norm_of(m).name, channels=var.numel(),
+        row = dict(layer=name, norm=norm.name, channels=var.numel(),
                    max_var=var.max().item(),
                    max_gamma=None if weight is None else weight.detach().abs().max().item())
         if isinstance(m, DNC):
