@@ -5,9 +5,11 @@ measure the machine's noise does not move.
 
 Times on a shared machine move by 10-30 % between runs, more than most of the layers' small-op
 savings; the count of executed instructions moves by well under 1 %. This tool re-runs itself under
-valgrind's callgrind (valgrind must be installed; it runs about 50x slower), on one thread, and
-counts each measured section apart: ``--calls`` forward+backward calls of each layer in training
-mode at each shape (every norm of the table, as the configs build it), after warm-up. Printed:
+valgrind's callgrind (valgrind must be installed; it runs about 50x slower where it counts), on one
+thread, with counting switched on only after the imports and the warm-up (``callgrind_control
+--instr=on``; counted, torch's import alone costs 4x its uncounted time under valgrind), and counts
+each measured section apart: ``--calls`` forward+backward calls of each layer in training mode at
+each shape (every norm of the table, as the configs build it), after warm-up. Printed:
 instructions per call and the ratio to BN's at the same shape. (Whole detector iterations are
 left to benchmark_train.py: building SSDLite-mini under callgrind took more than 12 minutes.)
 
@@ -71,7 +73,10 @@ def child(args):
             step()
     with open(os.environ[CHILD], 'w') as f:
         json.dump([label for label, _ in sections], f)
-    os.getloadavg()  # the counts so far (imports, warm-up) go to the first dump
+    # callgrind started with counting off (--instr-atstart=no): on now, through vgdb
+    subprocess.run(['callgrind_control', '--instr=on', str(os.getpid())], check=True,
+                   stdout=subprocess.DEVNULL)
+    os.getloadavg()  # the few counts between that and here go to the first dump
     for _, step in sections:
         for _ in range(args.calls):
             step()
@@ -93,8 +98,8 @@ def counts(out_dir) -> list:
 def run(args, argv) -> list:
     with tempfile.TemporaryDirectory() as tmp:
         labels_file = osp.join(tmp, 'sections.json')
-        cmd = ['valgrind', '--tool=callgrind', '--dump-before=os_getloadavg', '--dump-instr=no',
-               f'--callgrind-out-file={osp.join(tmp, "cg.out")}', sys.executable,
+        cmd = ['valgrind', '--tool=callgrind', '--instr-atstart=no', '--dump-before=os_getloadavg',
+               '--dump-instr=no', f'--callgrind-out-file={osp.join(tmp, "cg.out")}', sys.executable,
                osp.abspath(__file__), *argv]
         env = dict(os.environ, **{CHILD: labels_file, 'OMP_NUM_THREADS': '1'})
         try:
