@@ -27,6 +27,7 @@ import os.path as osp
 import subprocess
 import sys
 import tempfile
+import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CHILD = 'NORMDET_COUNT_SECTIONS'  # set in the child: the file its section labels go to
@@ -73,14 +74,28 @@ def child(args):
             step()
     with open(os.environ[CHILD], 'w') as f:
         json.dump([label for label, _ in sections], f)
-    # callgrind started with counting off (--instr-atstart=no): on now, through vgdb
-    subprocess.run(['callgrind_control', '--instr=on', str(os.getpid())], check=True,
-                   stdout=subprocess.DEVNULL)
+    instrument_on()
     os.getloadavg()  # the few counts between that and here go to the first dump
     for _, step in sections:
         for _ in range(args.calls):
             step()
         os.getloadavg()
+
+
+def instrument_on(timeout=300):
+    """Switch callgrind's counting on (it starts off: --instr-atstart=no) through vgdb. This
+    process keeps running Python meanwhile: valgrind takes vgdb's command between code blocks,
+    so it needs no ptrace to interrupt a blocking wait."""
+    ctl = subprocess.Popen(['callgrind_control', '--instr=on', str(os.getpid())],
+                           stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while ctl.poll() is None:
+        if time.monotonic() > deadline:
+            ctl.kill()
+            sys.exit(f'callgrind_control --instr=on did not answer in {timeout} s')
+        time.sleep(0.01)
+    if ctl.returncode != 0:
+        sys.exit(f'callgrind_control --instr=on failed (exit status {ctl.returncode})')
 
 
 def counts(out_dir) -> list:
